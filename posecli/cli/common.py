@@ -1,0 +1,75 @@
+"""Options and behaviour every command shares; see README "Conventions".
+
+Import-light: only typer and the standard library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import traceback
+from typing import Annotated, Iterator
+
+import typer
+
+from posecli.errors import ExitCode, PoseCliError
+
+log = logging.getLogger("posecli")
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable results on stdout.")]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps (auto: CUDA when present).")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only errors on stderr; no progress bars.")]
+Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail on stderr (repeatable).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+SkipExisting = Annotated[bool, typer.Option("--skip-existing", help="Keep existing outputs and skip their items (resume a batch).")]
+KeepGoing = Annotated[bool, typer.Option("--keep-going", help="Do not stop at the first failing item; report all failures at the end.")]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+
+
+def setup_logging(quiet: bool = False, verbose: int = 0) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("posecli: %(message)s"))
+    root = logging.getLogger("posecli")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    # Notices (fallbacks chosen, files skipped) are warnings: shown unless -q.
+
+
+def error_line(message: str) -> None:
+    typer.echo(f"posecli: error: {message}", err=True)
+
+
+@contextlib.contextmanager
+def cli_errors(debug: bool = False, quiet: bool = False, verbose: int = 0) -> Iterator[None]:
+    """Turn library errors into one line on stderr and an exit code."""
+    setup_logging(quiet, verbose)
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except PoseCliError as e:
+        if debug:
+            traceback.print_exc()
+        error_line(str(e))
+        raise typer.Exit(int(e.exit_code)) from None
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        error_line("interrupted")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as e:  # a bug: still one line unless --debug
+        if debug:
+            traceback.print_exc()
+        error_line(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
+        raise typer.Exit(int(ExitCode.FAILED)) from None
+
+
+def emit_json(obj) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    sys.stdout.flush()

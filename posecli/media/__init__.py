@@ -1,0 +1,1 @@
+"""Media: decoding files to pixels and encoding pixels to files (images, video)."""
