@@ -1,0 +1,109 @@
+"""LORD networks (Gabbay & Hoshen): AdaIN generator, modulation, two encoders.
+
+Stage 1 optimises latent tables feeding ``LordGenerator``; stage 2 trains the
+encoders of ``LordModel`` to amortise them (see posecli/training/lord.py).
+The reference widths (lord-pytorch, 64x64) are the defaults; ``width`` scales
+every channel count for small CPU-trained models.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .base import PoseModel
+from .layers import ConvEncoder, adain, upsample2
+
+
+@dataclass(frozen=True)
+class LordConfig:
+    image_size: int = 64
+    identity_dim: int = 256
+    pose_dim: int = 128
+    width: float = 1.0  # channel multiplier; 1.0 = the reference networks
+
+    def ch(self, c: int) -> int:
+        return max(8, int(round(c * self.width)))
+
+    @property
+    def n_up(self) -> int:
+        n = int(math.log2(self.image_size // 4))
+        if 4 * 2**n != self.image_size:
+            raise ValueError(f"image size {self.image_size} is not 4 * a power of two (32, 64, 128)")
+        return n
+
+    @property
+    def gen_channels(self) -> int:
+        return self.ch(256)
+
+    @property
+    def encoder_channels(self) -> tuple[int, ...]:
+        widths = [64, 128, 256, 256, 256, 256, 256]
+        return tuple(self.ch(c) for c in widths[: self.n_up + 1])
+
+
+class Modulation(nn.Module):
+    """identity code -> per-AdaIN-layer (scale, bias)."""
+
+    def __init__(self, identity_dim: int, channels: int, n_layers: int):
+        super().__init__()
+        self.channels, self.n_layers = channels, n_layers
+        self.fc = nn.Linear(identity_dim, n_layers * 2 * channels)
+
+    def forward(self, identity: torch.Tensor) -> torch.Tensor:
+        return self.fc(identity).view(-1, self.n_layers, 2, self.channels)  # (B, L, 2, C)
+
+
+class LordGenerator(nn.Module):
+    """pose code at the bottom (MLP to a 4x4 map), identity through AdaIN params."""
+
+    def __init__(self, cfg: LordConfig):
+        super().__init__()
+        c = cfg.gen_channels
+        self.c = c
+        self.fc = nn.Sequential(
+            nn.Linear(cfg.pose_dim, cfg.ch(512)), nn.LeakyReLU(0.2),
+            nn.Linear(cfg.ch(512), cfg.ch(1024)), nn.LeakyReLU(0.2),
+            nn.Linear(cfg.ch(1024), c * 16), nn.LeakyReLU(0.2),
+        )
+        self.convs = nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for _ in range(cfg.n_up))
+        self.act = nn.LeakyReLU(0.2)
+        self.head = nn.Sequential(
+            nn.Conv2d(c, cfg.ch(64), 5, padding=2), nn.LeakyReLU(0.2),
+            nn.Conv2d(cfg.ch(64), 3, 7, padding=3), nn.Sigmoid(),
+        )
+
+    def forward(self, pose: torch.Tensor, adain_params: torch.Tensor) -> torch.Tensor:
+        x = self.fc(pose).view(-1, self.c, 4, 4)
+        if pose.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for i, conv in enumerate(self.convs):
+            x = self.act(conv(upsample2(x)))
+            x = adain(x, adain_params[:, i, 1], adain_params[:, i, 0])  # (scale, bias) = [1], [0]
+        return self.head(x)  # (B, 3, S, S)
+
+
+class LordModel(PoseModel):
+    method = "lord"
+    Config = LordConfig
+
+    def __init__(self, config: LordConfig):
+        super().__init__(config)
+        cfg = config
+        self.generator = LordGenerator(cfg)
+        self.modulation = Modulation(cfg.identity_dim, cfg.gen_channels, cfg.n_up)
+        hidden = cfg.ch(256)
+        self.identity_encoder = ConvEncoder(cfg.image_size, cfg.encoder_channels, hidden, cfg.identity_dim)
+        self.pose_encoder = ConvEncoder(cfg.image_size, cfg.encoder_channels, hidden, cfg.pose_dim)
+
+    def encode_identity(self, x: torch.Tensor) -> torch.Tensor:
+        return self.identity_encoder(x)
+
+    def encode_pose(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pose_encoder(x)
+
+    def generate(self, identity: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        return self.generator(pose, self.modulation(identity))

@@ -1,0 +1,1 @@
+"""Inference pipelines (swap, encode, animate, composite): never import training code."""

@@ -1,0 +1,37 @@
+"""Shared fixtures: tiny seeded models on CPU, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("POSECLI_OFFLINE_OK", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """An untrained, seeded 32x32 LORD model file (for plumbing tests)."""
+    import torch
+
+    from posecli.modelfile import save_model
+    from posecli.models.lord import LordConfig, LordModel
+
+    torch.manual_seed(0)
+    model = LordModel(LordConfig(image_size=32, identity_dim=16, pose_dim=8, width=0.125))
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    save_model(path, model, training={"data": "none (untrained test model)"})
+    return path
+
+
+@pytest.fixture
+def runner():
+    from typer.testing import CliRunner
+
+    return CliRunner()
+
+
+def invoke(runner, args, **kw):
+    from posecli.cli.app import app
+
+    return runner.invoke(app, [str(a) for a in args], **kw)
