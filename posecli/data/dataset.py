@@ -1,0 +1,176 @@
+"""Training data: folders (a subfolder per identity), videos (a video, or a clip, per
+identity) and CSV manifests (path,identity), decoded once into a uint8 array.
+
+The decoded set is cached (keyed by the sources' paths, sizes and mtimes and the
+preparation options) so a re-run does not decode again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, PoseCliError, UsageError
+from ..inputs import IMAGE_EXTS, VIDEO_EXTS
+
+log = logging.getLogger("posecli")
+CACHE_VERSION = 1
+
+
+@dataclass
+class Source:
+    path: str
+    identity: str
+    kind: str  # "image" or "video"
+
+
+@dataclass
+class ImageSet:
+    images: np.ndarray  # (N, S, S, 3) uint8
+    labels: np.ndarray  # (N,) int64 index into names
+    names: list[str]  # identity names
+    paths: list[str]  # where each image came from ("video.mp4#frame")
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _from_folder(root: Path) -> list[Source]:
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    out = []
+    for d in subdirs:
+        files = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+        out += [Source(str(f), d.name, "image") for f in files]
+    if not out:
+        raise InputError("no identity subfolders with images (expected DATA/<identity>/<image>)", root)
+    return out
+
+
+def _from_manifest(path: Path) -> list[Source]:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"cannot read manifest: {e}", path) from None
+    if not rows or not {"path", "identity"} <= set(rows[0]):
+        raise InputError("manifest needs the columns path,identity", path)
+    out = []
+    for r in rows:
+        p = Path(r["path"])
+        p = p if p.is_absolute() else path.parent / p
+        kind = "video" if p.suffix.lower() in VIDEO_EXTS else "image"
+        out.append(Source(str(p), str(r["identity"]), kind))
+    return out
+
+
+def collect_sources(specs: list[str]) -> list[Source]:
+    out: list[Source] = []
+    for spec in specs:
+        p = Path(spec)
+        if not p.exists():
+            raise InputError("no such file or folder", p)
+        if p.is_dir():
+            out += _from_folder(p)
+        elif p.suffix.lower() == ".csv":
+            out += _from_manifest(p)
+        elif p.suffix.lower() in VIDEO_EXTS:
+            out.append(Source(str(p), p.stem, "video"))
+        else:
+            raise InputError("expected a folder of identity subfolders, a video or a .csv manifest", p)
+    return out
+
+
+def _cache_key(sources: list[Source], size: int, crop: str, fps: float, clip_seconds: float) -> str:
+    h = hashlib.sha1()
+    h.update(json.dumps([CACHE_VERSION, size, crop, fps, clip_seconds]).encode())
+    for s in sources:
+        try:
+            st = Path(s.path).stat()
+            stamp = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = (-1, -1)
+        h.update(json.dumps([s.path, s.identity, s.kind, *stamp]).encode())
+    return h.hexdigest()[:16]
+
+
+def _video_frames(src: Source, size: int, crop: str, fps: float, clip_seconds: float):
+    """(identity, frame, name) for each sampled frame; clips become identities of their own."""
+    from ..media.video import VideoReader
+    from ..regions import crop_for_model
+
+    with VideoReader(src.path, fps=fps) as reader:
+        per_clip = int(round(clip_seconds * fps)) if clip_seconds > 0 else 0
+        n = 0
+        for i, frame in enumerate(reader):
+            ident = f"{src.identity}_clip{i // per_clip:03d}" if per_clip else src.identity
+            yield ident, crop_for_model(frame, size, crop, src.path), f"{src.path}#{i}"
+            n += 1
+    if n == 0:
+        raise InputError("video yields no frames", src.path)
+
+
+def load_image_set(specs: list[str], size: int = 64, crop: str = "center", fps: float = 5.0,
+                   clip_seconds: float = 0.0, strict: bool = False, cache_dir: Path | None = None,
+                   quiet: bool = False) -> ImageSet:
+    """Decode, crop and resize every training image; unreadable files are skipped
+    (listed in ``skipped`` and logged) unless ``strict``."""
+    from ..media.images import read_image
+    from ..progress import progress
+    from ..regions import crop_for_model
+
+    sources = collect_sources(specs)
+    key = _cache_key(sources, size, crop, fps, clip_seconds)
+    cache = cache_dir / f"data-{key}.npz" if cache_dir else None
+    if cache is not None and cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                log.info(f"using decoded data cached in {cache}")
+                return ImageSet(z["images"], z["labels"], meta["names"], meta["paths"],
+                                [tuple(s) for s in meta["skipped"]])
+        except (OSError, ValueError, KeyError):
+            log.warning(f"{cache}: unreadable cache, decoding again")
+
+    images, idents, paths, skipped = [], [], [], []
+    for src in progress(sources, desc="decoding", unit="file", quiet=quiet):
+        try:
+            if src.kind == "video":
+                for ident, frame, name in _video_frames(src, size, crop, fps, clip_seconds):
+                    images.append(frame); idents.append(ident); paths.append(name)
+            else:
+                images.append(crop_for_model(read_image(src.path), size, crop, src.path))
+                idents.append(src.identity); paths.append(src.path)
+        except PoseCliError as e:
+            if strict:
+                raise
+            skipped.append((src.path, str(e)))
+            log.warning(f"skipped {e}")
+    if skipped:
+        log.warning(f"skipped {len(skipped)} unreadable file(s) (--strict makes this an error)")
+    if not images:
+        raise InputError("no readable images in the training data", ", ".join(specs))
+    names = sorted(set(idents))
+    index = {n: i for i, n in enumerate(names)}
+    data = ImageSet(np.stack(images), np.array([index[i] for i in idents], np.int64), names, paths, skipped)
+    if cache is not None:
+        from ..fileio import atomic_path
+
+        meta = json.dumps({"names": names, "paths": paths, "skipped": skipped})
+        with atomic_path(cache, overwrite=True) as tmp, open(tmp, "wb") as f:
+            np.savez(f, images=data.images, labels=data.labels, meta=np.array(meta))
+    return data
+
+
+def check_trainable(data: ImageSet, batch_size: int, what: str) -> None:
+    if len(data.names) < 2:
+        raise UsageError(f"{what}: found a single identity ({data.names[0]!r}); identity/pose "
+                         "models need at least 2 identities (subfolders, videos or clips)")
+    if len(data) < batch_size:
+        raise UsageError(f"{what}: {len(data)} images is fewer than --batch-size {batch_size}; lower --batch-size")

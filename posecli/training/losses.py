@@ -1,0 +1,121 @@
+"""Reconstruction losses.
+
+vgg: pixel L1 + L1 of frozen VGG16 ImageNet features (torchvision indices
+     2, 7, 12, 21, 30), as in LORD. Needs torchvision's vgg16 weights.
+lap: pixel L1 + Laplacian-pyramid L1, the offline loss (no pretrained network).
+l1:  pixel L1 only.
+auto: vgg when its weights can be had, else lap with a one-line notice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import MissingWeightsError, UsageError
+
+log = logging.getLogger("posecli")
+LOSSES = ("auto", "vgg", "lap", "l1")
+VGG_LAYERS = (2, 7, 12, 21, 30)
+
+
+def vgg_weights_file() -> Path:
+    from torchvision.models import VGG16_Weights
+
+    url = VGG16_Weights.IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG16 conv features at VGG_LAYERS of ImageNet-normalised input."""
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        from torchvision.models import VGG16_Weights, vgg16
+
+        try:  # pretrained=False: a random VGG, for speed benchmarks only (meaningless as a loss)
+            weights = VGG16_Weights.IMAGENET1K_V1 if pretrained else None
+            features = vgg16(weights=weights).features[: max(VGG_LAYERS) + 1]
+        except Exception as e:  # URLError, hash mismatch, SSL...: any failure to obtain the file
+            raise MissingWeightsError(
+                f"VGG16 ImageNet weights are unavailable ({type(e).__name__}); download "
+                f"{VGG16_Weights.IMAGENET1K_V1.url} and place it at {vgg_weights_file()}") from None
+        self.features = features.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = (x - self.mean) / self.std
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in VGG_LAYERS:
+                out.append(x)
+        return out
+
+
+def _blur_down(x: torch.Tensor) -> torch.Tensor:
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=x.device, dtype=x.dtype) / 16
+    k2 = (k[:, None] * k[None, :]).expand(x.shape[1], 1, 5, 5)
+    x = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), k2, groups=x.shape[1])
+    return x[:, :, ::2, ::2]
+
+
+def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    out = []
+    for _ in range(levels):
+        if min(x.shape[-2:]) < 8:
+            break
+        down = _blur_down(x)
+        up = F.interpolate(down, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        out.append(x - up)
+        x = down
+    out.append(x)
+    return out
+
+
+class ReconstructionLoss(nn.Module):
+    """loss(pred, target) -> scalar; ``kind`` is the resolved loss name."""
+
+    def __init__(self, kind: str = "auto"):
+        super().__init__()
+        if kind not in LOSSES:
+            raise UsageError(f"--loss {kind}: expected one of {', '.join(LOSSES)}")
+        self.vgg = None
+        if kind in ("auto", "vgg"):
+            try:
+                self.vgg = VGGFeatures()
+                kind = "vgg"
+            except MissingWeightsError as e:
+                if kind == "vgg":
+                    raise
+                log.warning(f"{e}. Using the offline loss 'lap' (pixel L1 + Laplacian-pyramid L1) instead")
+                kind = "lap"
+        self.kind = kind
+
+    @classmethod
+    def random_vgg(cls) -> "ReconstructionLoss":
+        """The VGG loss's cost with random weights: for benchmarks where the file is absent."""
+        loss = cls("l1")
+        loss.vgg, loss.kind = VGGFeatures(pretrained=False), "vgg"
+        return loss
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pred, target = pred.float(), target.float()
+        loss = (pred - target).abs().mean()
+        if self.kind == "vgg":
+            with torch.no_grad():
+                t_feats = self.vgg(target)
+            for p, t in zip(self.vgg(pred), t_feats):
+                loss = loss + (p.float() - t.float()).abs().mean()
+        elif self.kind == "lap":
+            levels = max(1, int(math.log2(min(pred.shape[-2:]))) - 3)
+            for i, (p, t) in enumerate(zip(laplacian_pyramid(pred, levels), laplacian_pyramid(target, levels))):
+                loss = loss + (2.0 ** i) * (p - t).abs().mean()
+        return loss

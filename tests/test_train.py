@@ -1,0 +1,176 @@
+"""Training: losses fall, stage 2 learns the stage-1 codes, resume is exact, bad data is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from posecli.training.loop import TrainData, Trainer, TrainOptions
+from posecli.training.lord import LordMethod
+from posecli.training.losses import ReconstructionLoss
+
+from conftest import invoke
+
+TINY = dict(image_size=32, batch_size=16, width=0.125, identity_dim=16, pose_dim=8, loss="lap", log_every=2)
+
+
+def _data(n=64, ids=4, seed=0) -> TrainData:
+    """Blobs whose colour is the identity and whose position is the pose."""
+    g = np.random.default_rng(seed)
+    colours = g.uniform(40, 255, (ids, 3))
+    yy, xx = np.mgrid[:32, :32]
+    imgs = np.zeros((n, 3, 32, 32), np.uint8)
+    labels = np.arange(n) % ids
+    for i in range(n):
+        cy, cx = g.uniform(8, 24, 2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 30.0)
+        imgs[i] = (blob[None] * colours[labels[i]][:, None, None]).astype(np.uint8)
+    return TrainData(torch.from_numpy(imgs), torch.from_numpy(labels), ids, key=f"blobs{n}-{ids}-{seed}")
+
+
+def _train(tmp: Path, opts: TrainOptions, data: TrainData, stop_after=None, resume=False):
+    method = LordMethod(opts, data, torch.device("cpu"), ReconstructionLoss(opts.loss))
+    trainer = Trainer(method, data, opts, tmp, torch.device("cpu"), quiet=True, stop_after_steps=stop_after)
+    trainer.run(resume=resume)
+    return method, trainer
+
+
+def test_stage1_loss_falls_and_stage2_codes_approach_targets(tmp_path):
+    opts = TrainOptions(epochs=6, lr_encoder=2e-3, **TINY)
+    method, trainer = _train(tmp_path, opts, _data())
+    s1 = [h for h in trainer.history if h["stage"] == "stage1"]
+    s2 = [h for h in trainer.history if h["stage"] == "stage2"]
+    assert s1[-1]["recon"] < 0.8 * s1[0]["recon"]
+    assert s2[-1]["code"] < 0.5 * s2[0]["code"]
+    # the encoders now regress the stage-1 tables
+    data = _data()
+    x = data.images.float() / 255
+    with torch.no_grad():
+        err = (method.model.encode_pose(x) - method.pose_table.weight).pow(2).mean()
+        spread = method.pose_table.weight.var(0).mean()
+    assert err < spread
+    assert (tmp_path / "loss.png").is_file()
+    assert (tmp_path / "samples" / "stage1_epoch006.png").is_file()
+    assert (tmp_path / "samples" / "stage2_epoch006.png").is_file()
+
+
+@pytest.mark.parametrize("stop_after", [5, 12, 14])  # mid-epoch stage 1, epoch edge, stage 2
+def test_resume_gives_the_same_weights(tmp_path, stop_after):
+    opts = TrainOptions(epochs=2, **TINY)  # 4 steps/epoch: 8 steps each stage
+    full, _ = _train(tmp_path / "a", opts, _data())
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "b", opts, _data(), stop_after=stop_after)
+    resumed, _ = _train(tmp_path / "b", opts, _data(), resume=True)
+    for name, module in full.modules.items():
+        for (k, a), b in zip(module.state_dict().items(), resumed.modules[name].state_dict().values()):
+            assert torch.equal(a, b), f"{name}.{k} differs after resume"
+
+
+def test_existing_checkpoint_needs_resume_and_matching_options(tmp_path):
+    from posecli.errors import PoseCliError
+
+    opts = TrainOptions(epochs=1, **TINY)
+    _train(tmp_path, opts, _data())
+    with pytest.raises(PoseCliError, match="--resume"):
+        _train(tmp_path, opts, _data())
+    with pytest.raises(PoseCliError, match="other data or options"):
+        _train(tmp_path, TrainOptions(epochs=2, **TINY), _data(), resume=True)
+
+
+def test_loss_kinds():
+    x = torch.rand(2, 3, 32, 32)
+    for kind in ("lap", "l1"):
+        loss = ReconstructionLoss(kind)
+        assert loss(x, x).item() == 0.0
+        assert loss(x, x.flip(-1)).item() > 0.0
+
+
+def test_auto_loss_falls_back_offline(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached VGG weights here
+    import posecli.training.losses as losses
+
+    def no_network(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    loss = losses.ReconstructionLoss("auto")
+    assert loss.kind == "lap"
+    assert "vgg16-397923af.pth" in caplog.text
+    from posecli.errors import MissingWeightsError
+
+    with pytest.raises(MissingWeightsError, match="vgg16-397923af.pth"):
+        losses.ReconstructionLoss("vgg")
+
+
+# -- the CLI end to end ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cars(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    out = tmp_path_factory.mktemp("data") / "cars"
+    r = invoke(CliRunner(), ["synth", "cars", out, "--identities", "4", "--size", "32", "--azimuths", "8", "--elevations", "2"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+TRAIN_ARGS = ["--size", "32", "--epochs", "1", "--batch-size", "16", "--width", "0.125", "--identity-dim", "16",
+              "--pose-dim", "8", "--loss", "lap", "--device", "cpu", "-q"]
+
+
+def test_cli_train_writes_model_and_work_folder(runner, cars, tmp_path):
+    from posecli.modelfile import load_model
+
+    out = tmp_path / "m.safetensors"
+    r = invoke(runner, ["train", cars, "-o", out, "--json", *TRAIN_ARGS])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["images"] == 64 and summary["identities"] == 4 and summary["loss"] == "lap"
+    model = load_model(out)
+    assert model.image_size == 32 and model.meta["training"]["epochs"] == [1, 1]
+    work = tmp_path / "m.work"
+    assert (work / "checkpoint.pt").is_file() and list((work / "cache").glob("data-*.npz"))
+    # the model exists: refused without --overwrite, nothing changed
+    before = out.read_bytes()
+    r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS])
+    assert r.exit_code == 1 and "exists" in r.output and out.read_bytes() == before
+
+
+def test_cli_train_bad_data(runner, tmp_path, cars):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    single = tmp_path / "single"
+    (single / "only").mkdir(parents=True)
+    import shutil
+
+    for f in sorted((cars / "car_0000").glob("*.png"))[:20]:
+        shutil.copy(f, single / "only" / f.name)
+    for data, msg in ((empty, "no identity subfolders"), (single, "single identity"),
+                      (tmp_path / "missing", "no such file")):
+        out = tmp_path / "x.safetensors"
+        r = invoke(runner, ["train", data, "-o", out, *TRAIN_ARGS])
+        assert r.exit_code in (1, 2), r.output
+        assert msg in r.output and "Traceback" not in r.output
+        assert len(r.output.strip().splitlines()) == 1
+        assert not out.exists()
+    r = invoke(runner, ["train", cars, "-o", tmp_path / "y.safetensors", *TRAIN_ARGS[:-1], "--batch-size", "500"])
+    assert r.exit_code == 2 and "fewer than --batch-size" in r.output
+
+
+def test_cli_train_skips_corrupt_files_unless_strict(runner, tmp_path, cars):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(cars, data)
+    (data / "car_0001" / "broken.png").write_text("not a png")
+    out = tmp_path / "m.safetensors"
+    r = invoke(runner, ["train", data, "-o", out, "--strict", *TRAIN_ARGS])
+    assert r.exit_code == 1 and "broken.png" in r.output and not out.exists()
+    r = invoke(runner, ["train", data, "-o", out, "--json", *TRAIN_ARGS[:-1]])
+    assert r.exit_code == 0, r.output
+    assert "broken.png" in r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["skipped"] == 1
