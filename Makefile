@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 man: $(STAMP)
-	$(PY) scripts/gen_man.py > man/posecli.1
+	$(PY) scripts/gen_man.py -o man/posecli.1
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(DEMO)

@@ -44,7 +44,8 @@ def search_dirs() -> list[Path]:
 def resolve_model(name_or_path: str) -> Path:
     """A path to an existing file, or a NAME found in search_dirs()."""
     p = Path(name_or_path)
-    if p.suffix == SUFFIX or os.sep in name_or_path or p.exists():
+    # p.is_file(), not p.exists(): `-m faces` run beside a data folder faces/ means the model
+    if p.suffix == SUFFIX or os.sep in name_or_path or p.is_file():
         if p.is_dir():
             raise ModelFileError("is a folder, expected a .safetensors model file", p)
         if not p.exists():
@@ -97,19 +98,25 @@ def read_metadata(path: str | Path) -> dict:
     from .models import MODEL_REGISTRY
 
     header = read_header(path)
-    raw = (header.get("__metadata__") or {}).get(META_KEY)
+    md = header.get("__metadata__")
+    raw = md.get(META_KEY) if isinstance(md, dict) else None
     if raw is None:
         raise ModelFileError("a safetensors file without posecli metadata (not a posecli model)", path)
     try:
         meta = json.loads(raw)
-    except json.JSONDecodeError:
+    except (TypeError, json.JSONDecodeError):
         raise ModelFileError("posecli metadata is not valid JSON", path) from None
+    if not isinstance(meta, dict):
+        raise ModelFileError("posecli metadata is not a JSON object", path)
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(f"model format version {version!r} is not supported by posecli {__version__} "
                              f"(supported: {FORMAT_VERSION}); upgrade posecli or re-train", path)
     if meta.get("method") not in MODEL_REGISTRY:
         raise ModelFileError(f"unknown method {meta.get('method')!r} (known: {', '.join(sorted(MODEL_REGISTRY))})", path)
+    missing = [k for k in ("image_size", "identity_dim", "pose_dim", "config") if k not in meta]
+    if missing:  # `posecli models` and load_model read these
+        raise ModelFileError(f"posecli metadata lacks {', '.join(missing)}", path)
     return meta
 
 

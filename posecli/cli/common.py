@@ -40,6 +40,8 @@ def setup_logging(quiet: bool = False, verbose: int = 0) -> None:
 
 
 def error_line(message: str) -> None:
+    # One line even for multi-line messages (torch's RuntimeErrors have several).
+    message = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
     typer.echo(f"posecli: error: {message}", err=True)
 
 
