@@ -1,0 +1,237 @@
+"""posecli composite: objects of a new identity placed into scenes, in the poses of the objects they replace."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from posecli.cli.common import (Debug, Device, Json, KeepGoing, Overwrite, Quiet, SkipExisting, Verbose, cli_errors,
+                                emit_json)
+
+DEFAULT_MODEL = "cars"
+
+def _opt(*names: str, metavar: str | None = None, **kw):
+    return typer.Option(*names, metavar=metavar, show_default=kw.pop("show_default", False), **kw)
+
+
+Scene = Annotated[str, _opt("--scene", metavar="IMG|DIR", help="The scene image, '-' (stdin), or a folder / quoted "
+                            "glob of scenes (then -o is a folder and --boxes names each scene's boxes).")]
+Ident = Annotated[str, _opt("--id", metavar="IMG", help="An image of the identity to put in (any view).")]
+Boxes = Annotated[list[str], _opt("--box", metavar="X,Y,W,H", help="An object to replace (repeatable).")]
+BoxesFile = Annotated[Optional[str], _opt(
+    "--boxes", metavar="FILE", help="Boxes from a .json file (a list of [x,y,w,h] or of {\"box\": [...]}, as "
+    "`posecli synth scene` writes; or scene file name -> such a list) or a .csv file (columns x,y,w,h or "
+    "scene,x,y,w,h). A plain list (like --box) applies to every scene.")]
+Poses = Annotated[list[str], _opt("--pose", metavar="IMG", help="Add an object posed like this image (pairs with "
+                                  "--at; repeatable).")]
+At = Annotated[list[str], _opt("--at", metavar="X,Y,W,H", help="Where the --pose object goes (one per --pose).")]
+ModelOpt = Annotated[Optional[str], _opt(
+    "-m", "--model", metavar="NAME|FILE",
+    help=f"Model name (see `posecli models`) or .safetensors file [default: {DEFAULT_MODEL}].")]
+Output = Annotated[str, _opt("-o", "--output", metavar="OUT", help="The output image ('-' = PNG on stdout); a "
+                             "folder for a folder of scenes (each keeps its file name).")]
+MatteOpt = Annotated[str, _opt("--matte", metavar="KIND", show_default=True, help="auto | rembg | grabcut | model. "
+                               "auto: rembg when its model file is on disk, else the model matte refined by GrabCut.")]
+BlendOpt = Annotated[str, _opt("--blend", metavar="KIND", show_default=True,
+                               help="alpha (feathered) | poisson (cv2.seamlessClone).")]
+Harmonize = Annotated[bool, _opt("--harmonize", help="Move each object's colour statistics (Lab mean/std) towards "
+                                 "a ring around its box.")]
+Strength = Annotated[float, _opt("--harmonize-strength", metavar="S", min=0.0, max=1.0, show_default=True,
+                                 help="How far --harmonize goes: 1 matches the surroundings fully.")]
+Remove = Annotated[bool, _opt("--remove-original", help="Inpaint each replaced object (its matte, dilated) before "
+                              "pasting, so nothing of it shows around a smaller new one.")]
+Fit = Annotated[str, _opt("--fit", metavar="HOW", show_default=True, help="frame: a box is the model's framing "
+                          "window (as `posecli synth scene` writes them), the object is drawn as the model frames it; "
+                          "box: a box drawn tightly around an object, the object is scaled to fill it.")]
+Margin = Annotated[float, _opt("--margin", metavar="F", min=0.0, max=2.0, show_default=True,
+                               help="Grow each box's square window by this fraction before it goes to the model "
+                               "(e.g. 0.2 with tight boxes, to give the model its usual framing).")]
+DebugMasks = Annotated[Optional[str], _opt(
+    "--debug-masks", metavar="FOLDER",
+    help="Write each box's crops and mattes here as <scene>_box<i>_<what>.png (replaced if present).")]
+
+
+def composite(
+    scene: Scene,
+    identity: Ident,
+    output: Output,
+    box: Boxes = [],  # noqa: B006 (typer reads the default)
+    boxes: BoxesFile = None,
+    pose: Poses = [],  # noqa: B006
+    at: At = [],  # noqa: B006
+    model: ModelOpt = None,
+    matte: MatteOpt = "auto",
+    blend: BlendOpt = "alpha",
+    harmonize: Harmonize = False,
+    harmonize_strength: Strength = 0.5,
+    remove_original: Remove = False,
+    fit: Fit = "frame",
+    margin: Margin = 0.0,
+    debug_masks: DebugMasks = None,
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+    skip_existing: SkipExisting = False,
+    keep_going: KeepGoing = False,
+    json_out: Json = False,
+    quiet: Quiet = False,
+    verbose: Verbose = 0,
+    debug: Debug = False,
+) -> None:
+    """Replace the objects in boxes of a scene with the --id identity, each in the pose of the object it replaces.
+
+    For each box: its square window gives the pose, the model generates the
+    identity in that pose, a matte cuts it out, and it is put back into the box
+    (--fit frame: as the model frames it in the window; --fit box: scaled to
+    fill a tight box, standing on its bottom edge) and blended in. Nothing
+    outside the boxes changes (but --remove-original's inpainting, which may
+    reach a few pixels past a box). Boxes are painted back to front: by their
+    bottom edge (y + h) ascending, so lower (nearer) objects cover higher ones.
+    Only the crops go through the model: scenes of any size work. The output
+    has the scene's size and mode (grey, RGB or RGBA). --json prints, per scene,
+    each box's pose source, matte, placement and paint order.
+
+    \b
+    Examples:
+      posecli composite --scene street.png --id sportscar.png --box 120,340,260,150 --fit box --margin 0.2 -o out.png
+      posecli composite --scene demo/scene.png --id demo/replacement.png --boxes demo/boxes.json --remove-original -o out.png
+      posecli composite --scene frames/ --boxes boxes.json --id car.png -o out/ --skip-existing
+    """  # noqa: E501 (the examples are kept whole)
+    with cli_errors(debug, quiet, verbose):
+        _run(scene, identity, output, box, boxes, pose, at, model, matte, blend, fit, margin,
+             harmonize_strength if harmonize else 0.0, remove_original, debug_masks, device, overwrite,
+             skip_existing, keep_going, json_out, quiet)
+
+
+def _load_model(name, dev):
+    from posecli.errors import ModelFileError
+    from posecli.modelfile import load_model, resolve_model, search_dirs
+
+    if name is None:
+        try:
+            resolve_model(DEFAULT_MODEL)
+        except ModelFileError:
+            raise ModelFileError(
+                f"no -m given and the default model {DEFAULT_MODEL!r} is not installed (looked in "
+                f"{', '.join(str(d) for d in search_dirs())}); pass -m NAME_OR_FILE (see `posecli models`)") from None
+        name = DEFAULT_MODEL
+    return load_model(name, dev)
+
+
+def _scenes(scene: str) -> tuple[list[str], bool]:
+    """(scene paths, whether this is a batch: a folder or a glob)."""
+    from pathlib import Path
+
+    from posecli.inputs import IMAGE_EXTS, expand_inputs
+
+    paths = expand_inputs([scene], IMAGE_EXTS)
+    return paths, scene != "-" and (Path(scene).is_dir() or len(paths) > 1 or not Path(scene).exists())
+
+
+def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, model_name, matte, blend, fit, margin,
+         strength, remove_original, debug_masks, device, overwrite, skip_existing, keep_going, json_out, quiet):
+    import logging
+    from pathlib import Path
+
+    from posecli.errors import OutputExistsError, UsageError
+    from posecli.pipelines.blending import BLENDS
+    from posecli.pipelines.composite import FITS
+    from posecli.pipelines.matting import MATTES
+    from posecli.regions import Box
+
+    log = logging.getLogger("posecli")
+    if matte not in MATTES:
+        raise UsageError(f"--matte {matte}: expected one of {', '.join(MATTES)}")
+    if blend not in BLENDS:
+        raise UsageError(f"--blend {blend}: expected one of {', '.join(BLENDS)}")
+    if fit not in FITS:
+        raise UsageError(f"--fit {fit}: expected one of {', '.join(FITS)}")
+    if len(pose_specs) != len(at_specs):
+        raise UsageError(f"--pose and --at come in pairs: got {len(pose_specs)} --pose and {len(at_specs)} --at")
+    if json_out and output == "-":
+        raise UsageError("-o - and --json would both write to stdout; pick one")
+    if [scene, identity, *pose_specs].count("-") > 1:
+        raise UsageError("'-' (stdin) can be read only once")
+    fixed = [Box.parse(b) for b in box_specs]
+    adds = [Box.parse(a) for a in at_specs]
+
+    from posecli.pipelines.boxfile import boxes_for, load_boxes
+
+    file_boxes = load_boxes(boxes_file) if boxes_file else None
+    scene_paths, batch = _scenes(scene)
+    if not (fixed or adds or file_boxes):
+        raise UsageError("no boxes: give --box x,y,w,h, --boxes FILE, or --pose IMG --at x,y,w,h")
+    if batch:
+        out_dir = Path(output)
+        if output == "-" or out_dir.is_file():
+            raise UsageError(f"-o {output}: a folder of scenes needs an output folder")
+        names = [Path(p).name for p in scene_paths]
+        if len(set(names)) != len(names):
+            raise UsageError("two scenes share a file name; their outputs would collide", scene)
+        out_of = {p: out_dir / Path(p).name for p in scene_paths}
+        if isinstance(file_boxes, dict):
+            unknown = set(file_boxes) - {k for p in scene_paths for k in (Path(p).name, Path(p).stem)}
+            if unknown:
+                log.warning(f"{boxes_file}: no scene for {len(unknown)} entr(y/ies): {', '.join(sorted(unknown)[:5])}")
+    else:
+        if Path(output).is_dir():
+            raise UsageError(f"-o {output}: is a folder; one scene gives one image file (e.g. {output}/out.png)")
+        out_of = {scene_paths[0]: None if output == "-" else Path(output)}
+    # Existing outputs: refused before any work (unless --keep-going reports them per scene) or skipped.
+    existing = [p for p, o in out_of.items() if o is not None and o.exists() and not overwrite]
+    if existing and skip_existing:
+        log.warning(f"skipping {len(existing)} existing output(s) (--skip-existing)")
+        scene_paths = [p for p in scene_paths if p not in existing]
+        if not scene_paths:
+            return
+    elif existing and not keep_going:
+        raise OutputExistsError(out_of[existing[0]])
+
+    from posecli.batch import run_batch
+    from posecli.media.images import read_image, write_image
+    from posecli.pipelines.composite import Target, composite, natural_layout
+    from posecli.pipelines.matting import Matter
+    from posecli.progress import progress
+    from posecli.runtime import resolve_device
+
+    matter = Matter(matte)  # before any work: rembg's model either loads now or the run stops here
+    dev = resolve_device(device)
+    net = _load_model(model_name, dev)
+    log.info(f"model {net.path} ({net.meta['method']}, {net.image_size}px) on {dev}; matte {matter.used}")
+    id_pixels = read_image(identity)
+    added = [Target(b, read_image(p), p) for p, b in zip(pose_specs, adds)]
+
+    def one(path: str):
+        pixels = natural_layout(read_image(path, alpha=True))
+        h, w = pixels.shape[:2]
+        targets = [*fixed, *boxes_for(file_boxes, path, boxes_file), *added]
+        for t in targets:
+            b = t.box if isinstance(t, Target) else t
+            try:
+                b.check_inside(w, h)
+            except UsageError as e:
+                raise UsageError(str(e), path) from None
+        res = composite(net, pixels, id_pixels, targets, matte=matter, blend=blend, fit=fit, margin=margin,
+                        harmonize_strength=strength, remove_original=remove_original, debug=bool(debug_masks))
+        target = out_of[path]
+        write_image("-" if target is None else target, res.pixels, overwrite=overwrite)
+        if debug_masks:
+            stem = "stdin" if path == "-" else Path(path).stem
+            for name, img in res.debug.items():
+                write_image(Path(debug_masks) / f"{stem}_{name}.png", img, overwrite=True)
+        info = {"scene": path, "output": str(target or "-"), "size": [w, h], "matte": matter.used, "blend": blend,
+                "fit": fit, "boxes": res.report}
+        if json_out:
+            emit_json(info)
+        return info
+
+    with progress(total=len(scene_paths), desc="composite", unit="scene", quiet=quiet or output == "-") as bar:
+        res = run_batch(scene_paths, one, output_of=lambda p: out_of[p], overwrite=overwrite,
+                        skip_existing=skip_existing, keep_going=keep_going, bar=bar)
+    if batch:
+        log.info(f"wrote {len(res.done)} image(s) to {output}")
+    res.raise_if_failed()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("composite")(composite)
