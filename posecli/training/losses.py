@@ -9,9 +9,11 @@ auto: vgg when its weights can be had, else lap with a one-line notice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -41,7 +43,8 @@ class VGGFeatures(nn.Module):
 
         try:  # pretrained=False: a random VGG, for speed benchmarks only (meaningless as a loss)
             weights = VGG16_Weights.IMAGENET1K_V1 if pretrained else None
-            features = vgg16(weights=weights).features[: max(VGG_LAYERS) + 1]
+            with contextlib.redirect_stdout(sys.stderr):  # torch.hub announces downloads on stdout
+                features = vgg16(weights=weights).features[: max(VGG_LAYERS) + 1]
         except Exception as e:  # URLError, hash mismatch, SSL...: any failure to obtain the file
             raise MissingWeightsError(
                 f"VGG16 ImageNet weights are unavailable ({type(e).__name__}); download "
