@@ -174,3 +174,17 @@ def test_cli_train_skips_corrupt_files_unless_strict(runner, tmp_path, cars):
     assert r.exit_code == 0, r.output
     assert "broken.png" in r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["skipped"] == 1
+
+
+def test_bf16_on_cpu_trains_and_resumes_in_fp32(tmp_path):
+    """--precision bf16 (autocast + channels_last) on CPU; weights stay fp32 and load anywhere."""
+    opts = TrainOptions(epochs=3, **TINY)
+    data = _data()
+    method = LordMethod(opts, data, torch.device("cpu"), ReconstructionLoss(opts.loss))
+    trainer = Trainer(method, data, opts, tmp_path, torch.device("cpu"), quiet=True, precision="bf16")
+    trainer.run()
+    s1 = [h for h in trainer.history if h["stage"] == "stage1"]
+    assert s1[-1]["recon"] < s1[0]["recon"]
+    assert all(p.dtype == torch.float32 for p in method.model.parameters())
+    x = data.images[:4].float() / 255
+    assert method.model.reconstruct(x).shape == (4, 3, 32, 32)

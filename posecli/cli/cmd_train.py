@@ -32,6 +32,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in the work folder.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on unreadable files instead of skipping them.")] = False,
     half: Annotated[bool, typer.Option("--half", help="Store the model in fp16 (half the size).")] = False,
+    precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 (auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on a CPU with AMX is about 2x faster).")] = "auto",
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the generator (CUDA).")] = False,
     checkpoint_minutes: Annotated[float, typer.Option("--checkpoint-minutes", help="Also checkpoint this often within an epoch.")] = 5.0,
     seed: Seed = 0,
@@ -66,7 +67,7 @@ def train(
                             pose_dim=pose_dim, seed=seed, compile=compile_, checkpoint_minutes=checkpoint_minutes)
         summary = run_train(data, output, opts, workdir=workdir, resume=resume, overwrite=overwrite,
                             device=device, crop=crop, fps=fps, clip_seconds=clip_seconds, strict=strict,
-                            quiet=quiet, half=half)
+                            quiet=quiet, half=half, precision=precision)
         if json_out:
             emit_json(summary)
         elif not quiet:

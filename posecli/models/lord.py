@@ -78,8 +78,8 @@ class LordGenerator(nn.Module):
 
     def forward(self, pose: torch.Tensor, adain_params: torch.Tensor) -> torch.Tensor:
         x = self.fc(pose).view(-1, self.c, 4, 4)
-        if pose.is_cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        if self.convs[0].weight.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)  # follow the weights' layout
         for i, conv in enumerate(self.convs):
             x = self.act(conv(upsample2(x)))
             x = adain(x, adain_params[:, i, 1], adain_params[:, i, 0])  # (scale, bias) = [1], [0]

@@ -26,7 +26,7 @@ def train(data_specs: list[str], output: str | Path, opts: TrainOptions = TrainO
           workdir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
           device: str | torch.device = "cpu", crop: str = "center", fps: float = 5.0,
           clip_seconds: float = 0.0, strict: bool = False, quiet: bool = False, half: bool = False,
-          stop_after_steps: int | None = None) -> dict:
+          stop_after_steps: int | None = None, precision: str = "auto") -> dict:
     """Train ``opts.method`` on the data and write the model file; returns a summary."""
     from ..data.dataset import check_trainable, load_image_set
     from ..modelfile import SUFFIX, save_model
@@ -58,7 +58,7 @@ def train(data_specs: list[str], output: str | Path, opts: TrainOptions = TrainO
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     method = method_cls(opts, tdata, device, loss)
-    trainer = Trainer(method, tdata, opts, workdir, device, quiet, stop_after_steps)
+    trainer = Trainer(method, tdata, opts, workdir, device, quiet, stop_after_steps, precision)
     t0 = time.monotonic()
     trainer.run(resume=resume)
     model = method.final_model().eval()
@@ -69,7 +69,7 @@ def train(data_specs: list[str], output: str | Path, opts: TrainOptions = TrainO
         "skipped": len(data.skipped), "loss": loss.kind, "epochs": [s.epochs for s in method.stages()],
         "options": asdict(opts), "final": last, "device": str(device),
         "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "train_seconds": round(trainer.elapsed, 1), "wall_seconds_this_run": round(time.monotonic() - t0, 1),
+        "precision": "bf16" if trainer.bf16 else "fp32", "train_seconds": round(trainer.elapsed, 1), "wall_seconds_this_run": round(time.monotonic() - t0, 1),
     }
     save_model(output, model.cpu().float(), training=summary, overwrite=overwrite, half=half)
     return {"output": str(output), "workdir": str(workdir), **summary}

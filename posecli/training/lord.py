@@ -37,8 +37,6 @@ class LordMethod:
         self.modules = {"model": self.model, "identity_table": self.identity_table, "pose_table": self.pose_table}
         for m in self.modules.values():
             m.to(device)
-        if device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
         self._generate = torch.compile(self.model.generate) if opts.compile else self.model.generate
         # a fixed set of images for the sample grids: distinct identities, varied poses
         g = torch.Generator().manual_seed(opts.seed)

@@ -1,0 +1,1 @@
+"""Data sources for posecli: synthetic ground-truth renderers (``posecli.data.synth``)."""
