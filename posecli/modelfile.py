@@ -184,6 +184,20 @@ def load_model(name_or_path: str | Path, device="cpu"):
     return model.to(device).eval().requires_grad_(False)
 
 
+def load_model_or_default(name: str | None, default: str, device="cpu"):
+    """load_model(name); with no name, the default model, or an error that says how to get one."""
+    if name is None:
+        try:
+            resolve_model(default)
+        except ModelFileError:
+            raise ModelFileError(
+                f"no -m given and the default model {default!r} is not installed (looked in "
+                f"{', '.join(str(d) for d in search_dirs())}); train one with `posecli train`, list what you have "
+                f"with `posecli models`, then pass -m NAME_OR_FILE") from None
+        name = default
+    return load_model(name, device)
+
+
 def list_models() -> list[dict]:
     """Every model file in search_dirs(), with its metadata (or the error)."""
     seen, out = set(), []

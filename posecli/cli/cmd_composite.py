@@ -103,19 +103,6 @@ def composite(
              skip_existing, keep_going, json_out, quiet)
 
 
-def _load_model(name, dev):
-    from posecli.errors import ModelFileError
-    from posecli.modelfile import load_model, resolve_model, search_dirs
-
-    if name is None:
-        try:
-            resolve_model(DEFAULT_MODEL)
-        except ModelFileError:
-            raise ModelFileError(
-                f"no -m given and the default model {DEFAULT_MODEL!r} is not installed (looked in "
-                f"{', '.join(str(d) for d in search_dirs())}); pass -m NAME_OR_FILE (see `posecli models`)") from None
-        name = DEFAULT_MODEL
-    return load_model(name, dev)
 
 
 def _scenes(scene: str) -> tuple[list[str], bool]:
@@ -192,11 +179,12 @@ def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, m
     from posecli.pipelines.composite import Target, composite, natural_layout
     from posecli.pipelines.matting import Matter
     from posecli.progress import progress
+    from posecli.modelfile import load_model_or_default
     from posecli.runtime import resolve_device
 
     matter = Matter(matte)  # before any work: rembg's model either loads now or the run stops here
     dev = resolve_device(device)
-    net = _load_model(model_name, dev)
+    net = load_model_or_default(model_name, DEFAULT_MODEL, dev)
     log.info(f"model {net.path} ({net.meta['method']}, {net.image_size}px) on {dev}; matte {matter.used}")
     id_pixels = read_image(identity)
     added = [Target(b, read_image(p), p) for p, b in zip(pose_specs, adds)]

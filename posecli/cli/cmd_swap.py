@@ -122,20 +122,6 @@ def _check_image_suffix(path) -> None:
                          f"(use {', '.join(e[1:] for e in READ_EXTS)})", path)
 
 
-def _load_model(name, dev):
-    from posecli.errors import ModelFileError
-    from posecli.modelfile import load_model, resolve_model, search_dirs
-
-    if name is None:
-        try:
-            resolve_model(DEFAULT_MODEL)
-        except ModelFileError:
-            raise ModelFileError(
-                f"no -m given and the default model {DEFAULT_MODEL!r} is not installed (looked in "
-                f"{', '.join(str(d) for d in search_dirs())}); train one with `posecli train`, list what you have "
-                f"with `posecli models`, then pass -m NAME_OR_FILE") from None
-        name = DEFAULT_MODEL
-    return load_model(name, dev)
 
 
 def _run(ids, poses, model_name, output, grid, crop, size, batch_size, device, overwrite, skip_existing, keep_going,
@@ -189,10 +175,11 @@ def _run(ids, poses, model_name, output, grid, crop, size, batch_size, device, o
     from posecli.pipelines.encode import prepare_pixels
     from posecli.pipelines.swap import encode_identities, encode_poses, generate_pairs
     from posecli.progress import progress
+    from posecli.modelfile import load_model_or_default
     from posecli.runtime import resolve_device
 
     dev = resolve_device(device)
-    net = _load_model(model_name, dev)
+    net = load_model_or_default(model_name, DEFAULT_MODEL, dev)
     log.info(f"model {net.path} ({net.meta['method']}, {net.image_size}px) on {dev}")
 
     # Read each input once (a file may be both an identity and a pose input).
