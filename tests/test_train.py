@@ -188,3 +188,41 @@ def test_bf16_on_cpu_trains_and_resumes_in_fp32(tmp_path):
     assert all(p.dtype == torch.float32 for p in method.model.parameters())
     x = data.images[:4].float() / 255
     assert method.model.reconstruct(x).shape == (4, 3, 32, 32)
+
+
+def test_cli_train_from_videos_clips_and_manifest(runner, tmp_path):
+    from posecli.data.dataset import load_image_set
+
+    heads = tmp_path / "heads"
+    r = invoke(runner, ["synth", "heads", heads, "--identities", "2", "--size", "32", "--yaws", "2", "--pitches", "1",
+                        "--mouths", "1", "--video", "--clip-seconds", "2", "--fps", "10", "-q"])
+    assert r.exit_code == 0, r.output
+    videos = sorted((heads / "videos").glob("*.mp4"))
+    assert len(videos) == 2
+    # each video one identity; --clip-seconds 1 splits each 2 s clip into two identities
+    data = load_image_set([str(v) for v in videos], size=32, fps=5, clip_seconds=1)
+    assert len(data.names) == 4 and len(data) == 20
+    assert sorted(data.names)[0].endswith("_clip000")
+    out = tmp_path / "v.safetensors"
+    r = invoke(runner, ["train", *videos, "-o", out, "--fps", "5", "--clip-seconds", "1",
+                        *[a if a != "16" else "8" for a in TRAIN_ARGS], "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["identities"] == 4
+    # a CSV manifest mixing images of two identities
+    manifest = tmp_path / "m.csv"
+    rows = ["path,identity"] + [f"{p.relative_to(tmp_path)},{p.parent.name}" for p in sorted(heads.glob("head_*/*.png"))]
+    manifest.write_text("\n".join(rows) + "\n")
+    data = load_image_set([str(manifest)], size=32)
+    assert len(data.names) == 2 and len(data) == 4
+
+
+def test_video_without_frames_is_listed_and_skipped(tmp_path):
+    from posecli.data.dataset import load_image_set
+    from posecli.errors import InputError
+
+    bad = tmp_path / "empty.mp4"
+    bad.write_bytes(b"")
+    with pytest.raises(InputError, match="empty.mp4"):
+        load_image_set([str(bad)], size=32, strict=True)
+    with pytest.raises(InputError, match="no readable images"):
+        load_image_set([str(bad)], size=32)
