@@ -14,8 +14,7 @@ def adain(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float =
     trick) so channels_last tensors stay channels_last.
     x: (B, C, H, W); scale, bias: (B, C).
     """
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    var = x.var(dim=(2, 3), keepdim=True, unbiased=False)
+    var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)  # one pass
     x = (x - mean) * torch.rsqrt(var + eps)
     return x * scale[:, :, None, None] + bias[:, :, None, None]
 
