@@ -84,7 +84,7 @@ def time_stages(clip: Path, model, batch: int, precision: str) -> dict[str, floa
     """frames/s of each stage run alone."""
     from posecli.media.convert import to_pixels, to_tensor
     from posecli.media.video import VideoReader, VideoWriter
-    from posecli.pipelines.animate import inference_autocast, inference_dtype
+    from posecli.runtime import inference_autocast, inference_dtype
     from posecli.pipelines.tracking import detect_size, raw_face
     from posecli.regions import Box, feather_mask, paste
 
@@ -185,7 +185,7 @@ def main() -> None:
     clip = make_clip(a.seconds)
     model, model_name = load_bench_model(device)
 
-    from posecli.pipelines.animate import inference_dtype
+    from posecli.runtime import inference_dtype
 
     auto = inference_dtype(device, a.precision)
     lines = [f"clip {W}x{H} {FPS} fps, {int(a.seconds * FPS)} frames; model: {model_name}; device {device}; "
