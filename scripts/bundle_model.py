@@ -1,6 +1,6 @@
 """Copy a trained model into weights/ as fp16, with its eval report in the metadata.
 
-    .venv/bin/python scripts/bundle_model.py TRAINED.safetensors NAME [--eval report.json] [--overwrite]
+    .venv/bin/python scripts/bundle_model.py TRAINED.safetensors NAME [--eval report.json] [--set KEY=VALUE] [--overwrite]
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("name")
     ap.add_argument("--eval", dest="eval_report", help="JSON written by posecli eval --json")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="set a training-summary field (e.g. hardware=...) in the bundled copy")
     ap.add_argument("--overwrite", action="store_true")
     a = ap.parse_args()
     model = load_model(a.model)
@@ -25,6 +27,9 @@ def main() -> None:
         report = json.loads(Path(a.eval_report).read_text())
         training["eval"] = {k: report[k] for k in ("data", "transfer", "transfer_mse_over_best_copy", "reconstruction",
                                                    "leakage", "pairs") if k in report}
+    for kv in a.set:
+        key, _, value = kv.partition("=")
+        training[key] = value
     out = save_model(bundled_dir() / f"{a.name}.safetensors", model, training=training, overwrite=a.overwrite, half=True)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 

@@ -68,11 +68,23 @@ def train(data_specs: list[str], output: str | Path, opts: TrainOptions = TrainO
         "data": " ".join(data_specs), "images": len(data), "identities": len(data.names),
         "skipped": len(data.skipped), "loss": loss.kind, "epochs": [s.epochs for s in method.stages()],
         "options": asdict(opts), "final": last, "device": str(device),
-        "hardware": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "hardware": hardware_name(device),
         "precision": "bf16" if trainer.bf16 else "fp32", "train_seconds": round(trainer.elapsed, 1), "wall_seconds_this_run": round(time.monotonic() - t0, 1),
     }
     save_model(output, model.cpu().float(), training=summary, overwrite=overwrite, half=half)
     return {"output": str(output), "workdir": str(workdir), **summary}
+
+
+def hardware_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {torch.get_num_threads()} threads"
 
 
 def hash_of(data) -> str:
