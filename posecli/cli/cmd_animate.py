@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from posecli.cli.common import (
+    default_model_option,
     Debug,
     Device,
     Json,
@@ -23,7 +24,7 @@ def animate(
     id_image: Annotated[str, typer.Option("--id", help="The identity: an image file (cropped like the driving region).")],
     video: Annotated[str, typer.Option("--video", help="Driving video file, or a folder / quoted glob of frames.")],
     output: Annotated[str, typer.Option("-o", "--output", help="OUT.mp4, .webm, .gif (.mov, .mkv), or a folder for PNG frames.")],
-    model: Annotated[str, typer.Option("-m", "--model", help="Model name or .safetensors path.")] = "heads",
+    model: default_model_option("heads") = None,
     region: Annotated[Optional[str], typer.Option("--region", help="full: the whole frame is the object (default).")] = None,
     box: Annotated[Optional[str], typer.Option("--box", help="A fixed region x,y,w,h in pixels.")] = None,
     track: Annotated[Optional[str], typer.Option("--track", help="face: find the face in every frame (OpenCV), smoothed over time.")] = None,
@@ -70,7 +71,7 @@ def animate(
             raise UsageError(f"--id-crop {id_crop}: expected auto, center, face or none")
 
         from posecli.media.images import read_image
-        from posecli.modelfile import load_model
+        from posecli.modelfile import load_model_or_default
         from posecli.pipelines.animate import animate as run_animate
         from posecli.pipelines.sources import check_output
         from posecli.regions import Box
@@ -89,7 +90,7 @@ def animate(
 
         where = Box.parse(box) if box is not None else ("face" if track else "full")
         id_pixels = read_image(id_image)
-        net = load_model(model, resolve_device(device))
+        net = load_model_or_default(model, "heads", resolve_device(device))
         res = run_animate(net, id_pixels, video, output, region=where, smooth=smooth, smooth_filter=smooth_filter,
                           crop_only=not paste, side_by_side=side_by_side, fps=fps, id_crop=id_crop, margin=margin,
                           feather=feather, batch_size=batch_size, precision=precision, audio=not no_audio,

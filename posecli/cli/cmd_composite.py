@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from posecli.cli.common import (Debug, Device, Json, KeepGoing, Overwrite, Quiet, SkipExisting, Verbose, cli_errors,
-                                emit_json)
+                                default_model_option, emit_json)
 
 DEFAULT_MODEL = "cars"
 
@@ -26,9 +26,7 @@ BoxesFile = Annotated[Optional[str], _opt(
 Poses = Annotated[list[str], _opt("--pose", metavar="IMG", help="Add an object posed like this image (pairs with "
                                   "--at; repeatable).")]
 At = Annotated[list[str], _opt("--at", metavar="X,Y,W,H", help="Where the --pose object goes (one per --pose).")]
-ModelOpt = Annotated[Optional[str], _opt(
-    "-m", "--model", metavar="NAME|FILE",
-    help=f"Model name (see `posecli models`) or .safetensors file [default: {DEFAULT_MODEL}].")]
+ModelOpt = default_model_option(DEFAULT_MODEL)
 Output = Annotated[str, _opt("-o", "--output", metavar="OUT", help="The output image ('-' = PNG on stdout); a "
                              "folder for a folder of scenes (each keeps its file name).")]
 MatteOpt = Annotated[str, _opt("--matte", metavar="KIND", show_default=True, help="auto | rembg | grabcut | model. "

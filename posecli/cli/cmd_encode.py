@@ -6,21 +6,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from posecli.cli.common import Debug, Device, Json, KeepGoing, Overwrite, Quiet, Verbose, cli_errors, emit_json
+from posecli.cli.common import (BatchSize, Crop, Debug, Device, Json, KeepGoing, ModelName, Overwrite, Quiet, Verbose,
+                                cli_errors, emit_json)
 
 Images = Annotated[list[str], typer.Argument(help="Image files, folders, quoted globs, or '-' for stdin.",
                                              show_default=False, metavar="IMAGE")]
-ModelOpt = Annotated[str, typer.Option("-m", "--model", help="Model name (see `posecli models`) or .safetensors file.",
-                                             metavar="NAME|FILE")]
 Output = Annotated[Optional[str], typer.Option("-o", "--output", help="The .npz file to write (optional with --json).", metavar="FILE.npz")]
-Crop = Annotated[str, typer.Option("--crop", help="center | face | none: how images become the model's square input.",
-                                             metavar="MODE")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.", metavar="N")]
 
 
 def encode(
     images: Images,
-    model: ModelOpt,
+    model: ModelName,
     output: Output = None,
     crop: Crop = "center",
     batch_size: BatchSize = 64,

@@ -6,14 +6,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from posecli.cli.common import Debug, Device, Json, Overwrite, Quiet, Seed, Verbose, cli_errors, emit_json
+from posecli.cli.common import (BatchSize, Crop, Debug, Device, Json, ModelName, Overwrite, Quiet, Seed, Verbose,
+                                cli_errors, emit_json)
 
 Data = Annotated[str, typer.Argument(help="A folder with labels.csv (columns path,identity,pose), or the CSV.",
                                      show_default=False)]
-ModelOpt = Annotated[str, typer.Option("-m", "--model", help="Model name (see `posecli models`) or .safetensors file.")]
 Pairs = Annotated[int, typer.Option("--pairs", min=1, help="Ordered (identity image, pose image) pairs to sample.")]
-Crop = Annotated[str, typer.Option("--crop", help="center | face | none: how images become the model's square input.")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 Output = Annotated[Optional[str], typer.Option("-o", "--output", help="Also write the JSON report to this file.")]
 NoLeakage = Annotated[bool, typer.Option("--no-leakage", help="Skip the leakage classifiers.")]
 
@@ -23,7 +21,7 @@ _NAMES = {"mse": "MSE", "psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
 
 def eval_cmd(
     data: Data,
-    model: ModelOpt,
+    model: ModelName,
     pairs: Pairs = 1000,
     crop: Crop = "center",
     batch_size: BatchSize = 128,

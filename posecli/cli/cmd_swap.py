@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from posecli.cli.common import (Debug, Device, Json, KeepGoing, Overwrite, Quiet, SkipExisting, Verbose, cli_errors,
-                                emit_json)
+from posecli.cli.common import (BatchSize, Crop, Debug, Device, Json, KeepGoing, Overwrite, Quiet, SkipExisting, Verbose,
+                                cli_errors, default_model_option, emit_json)
 
 DEFAULT_MODEL = "cars"
 
@@ -15,20 +15,15 @@ Ids = Annotated[list[str], typer.Option("--id", help="Identity image(s): a file,
                                         "(repeatable).", show_default=False, metavar="IMG")]
 Poses = Annotated[list[str], typer.Option("--pose", help="Pose image(s): a file, folder, quoted glob or '-' "
                                           "(repeatable).", show_default=False, metavar="IMG")]
-ModelOpt = Annotated[Optional[str], typer.Option(
-    "-m", "--model", help=f"Model name (see `posecli models`) or .safetensors file [default: {DEFAULT_MODEL}].",
-    metavar="NAME|FILE")]
+ModelOpt = default_model_option(DEFAULT_MODEL)
 Output = Annotated[Optional[str], typer.Option(
     "-o", "--output", help="One pair: the image file ('-' = PNG on stdout). Several pairs: a folder, "
     "each result named <idstem>__<posestem>.png.", metavar="OUT")]
 Grid = Annotated[Optional[str], typer.Option("--grid", help="Also draw the identity x pose matrix to this image "
                                              "(pose inputs on top, identity inputs on the left).",
                                              metavar="FILE.png")]
-Crop = Annotated[str, typer.Option("--crop", help="center | face | none: how inputs become the model's square input.",
-                                             metavar="MODE")]
 Size = Annotated[Optional[int], typer.Option("--size", help="Resize results to PX x PX [default: the model's size].",
                                              metavar="PX")]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.", metavar="N")]
 
 
 def swap(

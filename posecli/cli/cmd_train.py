@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from posecli.cli.common import Debug, Device, Json, Overwrite, Quiet, Seed, Verbose, cli_errors, emit_json
+from posecli.cli.common import Crop, Debug, Device, Json, Overwrite, Quiet, Seed, Verbose, cli_errors, emit_json
 
 
 def train(
@@ -15,7 +15,7 @@ def train(
     output: Annotated[Path, typer.Option("-o", "--output", help="The model file to write (.safetensors).", show_default=False)],
     method: Annotated[str, typer.Option("--method", help="Training method (lord).")] = "lord",
     size: Annotated[int, typer.Option("--size", help="Image size: 32, 64 or 128.")] = 64,
-    crop: Annotated[str, typer.Option("--crop", help="center | face | none: how images are cropped to squares.")] = "center",
+    crop: Crop = "center",
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs of each stage.")] = 200,
     stage2_epochs: Annotated[Optional[int], typer.Option("--stage2-epochs", help="Epochs of stage 2 (default: --epochs).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step.")] = 128,

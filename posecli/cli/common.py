@@ -26,6 +26,20 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing o
 SkipExisting = Annotated[bool, typer.Option("--skip-existing", help="Keep existing outputs and skip their items (resume a batch).")]
 KeepGoing = Annotated[bool, typer.Option("--keep-going", help="Do not stop at the first failing item; report all failures at the end.")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed.")]
+ModelName = Annotated[str, typer.Option("-m", "--model", help="Model name (see `posecli models`) or .safetensors file.",
+                                        metavar="NAME|FILE")]
+Crop = Annotated[str, typer.Option("--crop", help="center | face | none: how images become the model's square input.",
+                                   metavar="MODE")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.", metavar="N")]
+
+
+def default_model_option(default: str):
+    """-m for commands that fall back on a bundled model when it is not given."""
+    from typing import Optional
+
+    return Annotated[Optional[str], typer.Option(
+        "-m", "--model", metavar="NAME|FILE",
+        help=f"Model name (see `posecli models`) or .safetensors file [default: {default}].")]
 
 
 def setup_logging(quiet: bool = False, verbose: int = 0) -> None:
