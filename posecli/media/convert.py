@@ -18,7 +18,10 @@ def to_tensor(pixels: np.ndarray, device: torch.device | str = "cpu") -> torch.T
         pixels = pixels[:, :, None]
     if pixels.ndim == 3:
         pixels = pixels[None]
-    t = torch.from_numpy(np.ascontiguousarray(pixels)).to(device)
+    pixels = np.ascontiguousarray(pixels)
+    if not pixels.flags.writeable:  # e.g. read_image's arrays; torch wants writable memory
+        pixels = pixels.copy()
+    t = torch.from_numpy(pixels).to(device)
     return uint8_to_float(t.permute(0, 3, 1, 2))
 
 

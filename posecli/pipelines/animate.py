@@ -223,7 +223,7 @@ def animate(model, id_pixels: np.ndarray, video, out: str | Path, *, region="ful
     dtype = inference_dtype(device, precision)
     plan = _Plan(model.image_size, info.width, info.height, region, crop_only, side_by_side, feather)
     crop_mode = ("face" if region == "face" else "center") if id_crop == "auto" else id_crop
-    id_crop_px = np.array(prepare_pixels(model, id_pixels, crop_mode, name="--id"))  # a writable copy for torch
+    id_crop_px = prepare_pixels(model, id_pixels, crop_mode, name="--id")
     with torch.inference_mode(), inference_autocast(device, dtype):
         identity = model.encode_identity(to_tensor(id_crop_px, device))
 
