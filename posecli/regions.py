@@ -99,12 +99,14 @@ def center_box(width: int, height: int) -> Box:
     return Box((width - s) // 2, (height - s) // 2, s, s)
 
 
-def crop_for_model(pixels: np.ndarray, size: int, mode: str = "center", name: str = "") -> np.ndarray:
+def crop_for_model(pixels: np.ndarray, size: int, mode: str = "center", name: str = "",
+                   misses: list[str] | None = None) -> np.ndarray:
     """Crop and resize an image for a model of ``size`` px.
 
     center: the largest centred square; face: a square around the largest face
-    (falls back to center with a warning when none is found); none: the whole
-    image resized (aspect not kept).
+    (falls back to center with a warning when none is found, or, when a
+    ``misses`` list is given, appends ``name`` to it so a batch can report once);
+    none: the whole image resized (aspect not kept).
     """
     from .media.convert import resize_pixels
 
@@ -116,7 +118,9 @@ def crop_for_model(pixels: np.ndarray, size: int, mode: str = "center", name: st
     box = None
     if mode == "face":
         box = face_box(pixels)
-        if box is None:
+        if box is None and misses is not None:
+            misses.append(name)
+        elif box is None:
             import logging
 
             logging.getLogger("posecli").warning(f"{name or 'image'}: no face found, using a centre crop")

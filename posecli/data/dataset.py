@@ -100,7 +100,7 @@ def _cache_key(sources: list[Source], size: int, crop: str, fps: float, clip_sec
     return h.hexdigest()[:16]
 
 
-def _video_frames(src: Source, size: int, crop: str, fps: float, clip_seconds: float):
+def _video_frames(src: Source, size: int, crop: str, fps: float, clip_seconds: float, misses: list[str]):
     """(identity, frame, name) for each sampled frame; clips become identities of their own."""
     from ..media.video import VideoReader
     from ..regions import crop_for_model
@@ -110,7 +110,7 @@ def _video_frames(src: Source, size: int, crop: str, fps: float, clip_seconds: f
         n = 0
         for i, frame in enumerate(reader):
             ident = f"{src.identity}_clip{i // per_clip:03d}" if per_clip else src.identity
-            yield ident, crop_for_model(frame, size, crop, src.path), f"{src.path}#{i}"
+            yield ident, crop_for_model(frame, size, crop, f"{src.path}#{i}", misses), f"{src.path}#{i}"
             n += 1
     if n == 0:
         raise InputError("video yields no frames", src.path)
@@ -138,20 +138,23 @@ def load_image_set(specs: list[str], size: int = 64, crop: str = "center", fps: 
         except (OSError, ValueError, KeyError):
             log.warning(f"{cache}: unreadable cache, decoding again")
 
-    images, idents, paths, skipped = [], [], [], []
+    images, idents, paths, skipped, no_face = [], [], [], [], []
     for src in progress(sources, desc="decoding", unit="file", quiet=quiet):
         try:
             if src.kind == "video":
-                for ident, frame, name in _video_frames(src, size, crop, fps, clip_seconds):
+                for ident, frame, name in _video_frames(src, size, crop, fps, clip_seconds, no_face):
                     images.append(frame); idents.append(ident); paths.append(name)
             else:
-                images.append(crop_for_model(read_image(src.path), size, crop, src.path))
+                images.append(crop_for_model(read_image(src.path), size, crop, src.path, no_face))
                 idents.append(src.identity); paths.append(src.path)
         except PoseCliError as e:
             if strict:
                 raise
             skipped.append((src.path, str(e)))
             log.warning(f"skipped {e}")
+    if no_face:  # one line, not one per image
+        log.warning(f"--crop face: no face found in {len(no_face)} image(s) (e.g. {no_face[0]}); "
+                    "they were centre-cropped")
     if skipped:
         log.warning(f"skipped {len(skipped)} unreadable file(s) (--strict makes this an error)")
     if not images:
