@@ -79,6 +79,8 @@ def test_existing_checkpoint_needs_resume_and_matching_options(tmp_path):
         _train(tmp_path, opts, _data())
     with pytest.raises(PoseCliError, match="other data or options"):
         _train(tmp_path, TrainOptions(epochs=2, **TINY), _data(), resume=True)
+    # how often to checkpoint or log does not change the weights: resuming with other values is fine
+    _train(tmp_path, TrainOptions(epochs=1, checkpoint_minutes=1.0, **{**TINY, "log_every": 3}), _data(), resume=True)
 
 
 def test_loss_kinds():

@@ -54,8 +54,11 @@ class TrainOptions:
     log_every: int = 10
     compile: bool = False
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+    def fingerprint(self) -> str:
+        """What must match to resume: everything that changes the weights (not how
+        often to checkpoint or log, nor whether the step is compiled)."""
+        d = {k: v for k, v in asdict(self).items() if k not in ("checkpoint_minutes", "log_every", "compile")}
+        return json.dumps(d, sort_keys=True)
 
 
 @dataclass
@@ -126,7 +129,7 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------
     def _state(self, stage_i: int, epoch: int, step: int, gstep: int, optimizers) -> dict:
         return {
-            "version": 1, "opts": self.opts.to_json(), "data_key": self.data.key,
+            "version": 1, "opts": self.opts.fingerprint(), "data_key": self.data.key,
             "stage": stage_i, "epoch": epoch, "step": step, "global_step": gstep,
             "modules": {k: m.state_dict() for k, m in self.method.modules.items()},
             "optim": [o.state_dict() for o in optimizers],
@@ -134,7 +137,7 @@ class Trainer:
         }
 
     def _restore(self, ckpt: dict) -> None:
-        if ckpt.get("opts") != self.opts.to_json() or ckpt.get("data_key") != self.data.key:
+        if ckpt.get("opts") != self.opts.fingerprint() or ckpt.get("data_key") != self.data.key:
             raise PoseCliError("--resume: the checkpoint was made with other data or options; "
                                "use the same command line, or another --workdir", self.workdir)
         for k, m in self.method.modules.items():
