@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import PoseCliError
+from ..fileio import write_bytes_atomic
 from ..progress import progress
 from .checkpoint import load_checkpoint, save_checkpoint
 
@@ -244,7 +245,7 @@ class Trainer:
             grid = stage.sample()
         write_image(self.workdir / "samples" / f"{stage.name}_epoch{epoch + 1:03d}.png", grid, overwrite=True)
         write_image(self.workdir / "loss.png", loss_curve(self.history), overwrite=True)
-        (self.workdir / "history.json").write_text(json.dumps(self.history))
+        write_bytes_atomic(self.workdir / "history.json", json.dumps(self.history).encode(), overwrite=True)
 
 
 def module_params(*mods: nn.Module):
