@@ -25,12 +25,13 @@ def evaluate(model, labels_csv, pairs: int = 1000, seed: int = 0, device="cpu", 
     Raises InputError for unusable data (one line naming the file).
     """
     import numpy as np
+    import torch
 
     from ..errors import InputError, UsageError
     from ..runtime import resolve_device
     from . import metrics
-    from .transfer import (encode_all, load_images, read_labels, reconstruction_metrics, sample_pairs,
-                           transfer_metrics)
+    from ..pipelines.encode import encode_prepared
+    from .transfer import load_images, read_labels, reconstruction_metrics, sample_pairs, transfer_metrics
 
     if pairs < 1:
         raise UsageError(f"--pairs {pairs}: must be at least 1")
@@ -52,7 +53,7 @@ def evaluate(model, labels_csv, pairs: int = 1000, seed: int = 0, device="cpu", 
     size = model.image_size
     images = load_images(labels, size, crop, progress)
     metrics.get_lpips(device)  # load (or warn about) LPIPS once, before any progress bar
-    id_codes, pose_codes = encode_all(model, images, device, batch_size, progress)
+    id_codes, pose_codes = map(torch.from_numpy, encode_prepared(model, images, batch_size, device, progress))
     transfer = transfer_metrics(model, images, id_codes, pose_codes, chosen, device, batch_size, progress)
     copy_best = min(transfer["mse"]["copy_pose"], transfer["mse"]["copy_identity"])
     ratio = transfer["mse"]["swap"] / copy_best if copy_best > 0 else None

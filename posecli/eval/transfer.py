@@ -173,24 +173,6 @@ def sample_pairs(identity: np.ndarray, pose: np.ndarray, n: int, seed: int = 0) 
     return np.array([(i, j, gt_of(i, j)) for i, j in chosen], np.int64)
 
 
-def encode_all(model, images: np.ndarray, device, batch_size: int = 128, progress=None):
-    """Identity and pose codes of every image, float32 CPU tensors (N, D)."""
-    import torch
-
-    from ..media.convert import to_tensor
-
-    ids, poses = [], []
-    starts = range(0, len(images), batch_size)
-    if progress is not None:
-        starts = progress(starts, total=len(starts), desc="encoding")
-    with torch.inference_mode():
-        for s in starts:
-            x = to_tensor(images[s : s + batch_size], device)
-            ids.append(model.encode_identity(x).float().cpu())
-            poses.append(model.encode_pose(x).float().cpu())
-    return torch.cat(ids), torch.cat(poses)
-
-
 class _Means:
     """Running per-image sums of each metric for several named comparisons."""
 

@@ -28,16 +28,22 @@ def prepare(model, pixels: np.ndarray, crop: str = "center", name: str = "", dev
     return to_tensor(prepare_pixels(model, pixels, crop, name), device or model_device(model))
 
 
-def encode_prepared(model, crops, batch_size: int = 64, device=None) -> tuple[np.ndarray, np.ndarray]:
-    """Codes of images already at the model's size: uint8 (N, S, S, 3) or a list of (S, S, 3)."""
+def encode_prepared(model, crops, batch_size: int = 64, device=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of images already at the model's size: uint8 (N, S, S, 3) or a list of (S, S, 3).
+
+    ``progress``: an optional ``posecli.progress.progress``-like wrapper for the batches.
+    """
     from ..media.convert import to_tensor
 
     device = device or model_device(model)
     n = len(crops)
     ids = np.zeros((n, model.identity_dim), np.float32)
     poses = np.zeros((n, model.pose_dim), np.float32)
+    starts = range(0, n, batch_size)
+    if progress is not None:
+        starts = progress(starts, total=len(starts), desc="encoding")
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
+        for start in starts:
             x = to_tensor(np.stack(crops[start : start + batch_size]), device)
             ids[start : start + len(x)] = model.encode_identity(x).float().cpu().numpy()
             poses[start : start + len(x)] = model.encode_pose(x).float().cpu().numpy()
