@@ -28,26 +28,33 @@ def prepare(model, pixels: np.ndarray, crop: str = "center", name: str = "", dev
     return to_tensor(prepare_pixels(model, pixels, crop, name), device or model_device(model))
 
 
-def encode_prepared(model, crops, batch_size: int = 64, device=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """Codes of images already at the model's size: uint8 (N, S, S, 3) or a list of (S, S, 3).
+def encode_codes(model, crops, which: str, batch_size: int = 64, device=None, progress=None) -> torch.Tensor:
+    """Identity (``which="identity"``) or pose codes, on the device, of images already at
+    the model's size: uint8 (N, S, S, 3) or a list of (S, S, 3), ``batch_size`` at a time.
 
     ``progress``: an optional ``posecli.progress.progress``-like wrapper for the batches.
     """
     from ..media.convert import to_tensor
 
     device = device or model_device(model)
-    n = len(crops)
-    ids = np.zeros((n, model.identity_dim), np.float32)
-    poses = np.zeros((n, model.pose_dim), np.float32)
-    starts = range(0, n, batch_size)
+    fn = model.encode_identity if which == "identity" else model.encode_pose
+    starts = range(0, len(crops), batch_size)
     if progress is not None:
-        starts = progress(starts, total=len(starts), desc="encoding")
+        starts = progress(starts, total=len(starts), desc=f"encoding {which}")
+    out = []
     with torch.inference_mode():
         for start in starts:
-            x = to_tensor(np.stack(crops[start : start + batch_size]), device)
-            ids[start : start + len(x)] = model.encode_identity(x).float().cpu().numpy()
-            poses[start : start + len(x)] = model.encode_pose(x).float().cpu().numpy()
-    return ids, poses
+            out.append(fn(to_tensor(np.stack(crops[start : start + batch_size]), device)).float())
+    return torch.cat(out) if out else torch.zeros(0, device=device)
+
+
+def encode_prepared(model, crops, batch_size: int = 64, device=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """(identity float32 (N, D_id), pose float32 (N, D_pose)) of images already at the model's size."""
+    ids = encode_codes(model, crops, "identity", batch_size, device, progress)
+    poses = encode_codes(model, crops, "pose", batch_size, device, progress)
+    n = len(crops)
+    return (ids.reshape(n, model.identity_dim).cpu().numpy().astype(np.float32),
+            poses.reshape(n, model.pose_dim).cpu().numpy().astype(np.float32))
 
 
 def encode_images(model, pixels_list: Sequence[np.ndarray], batch_size: int = 64, device=None,

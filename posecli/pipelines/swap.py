@@ -11,28 +11,17 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .encode import model_device, prepare_pixels
-
-
-def _encode(model, crops: Sequence[np.ndarray], which: str, batch_size: int, device) -> torch.Tensor:
-    from ..media.convert import to_tensor
-
-    fn = model.encode_identity if which == "identity" else model.encode_pose
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(crops), batch_size):
-            out.append(fn(to_tensor(np.stack(crops[start : start + batch_size]), device)))
-    return torch.cat(out) if out else torch.zeros(0, device=device)
+from .encode import encode_codes, model_device, prepare_pixels
 
 
 def encode_identities(model, crops: Sequence[np.ndarray], batch_size: int = 64, device=None) -> torch.Tensor:
     """Identity codes (on the device) of images already at the model's size."""
-    return _encode(model, crops, "identity", batch_size, device or model_device(model))
+    return encode_codes(model, crops, "identity", batch_size, device)
 
 
 def encode_poses(model, crops: Sequence[np.ndarray], batch_size: int = 64, device=None) -> torch.Tensor:
     """Pose codes (on the device) of images already at the model's size."""
-    return _encode(model, crops, "pose", batch_size, device or model_device(model))
+    return encode_codes(model, crops, "pose", batch_size, device)
 
 
 def generate_pairs(model, identity: torch.Tensor, pose: torch.Tensor, pairs: Iterable[tuple[int, int]],
