@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import random
 from functools import lru_cache
 
 from .errors import UsageError
+
+
+OFFLINE_ENV = "POSECLI_OFFLINE"
+
+
+def offline() -> bool:
+    """POSECLI_OFFLINE set (to anything but "" or "0"): never download pretrained weights
+    (VGG16, LPIPS's AlexNet, rembg's U^2-Net); use them only when already in place."""
+    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
 
 
 def resolve_device(spec: str = "auto"):

@@ -42,8 +42,10 @@ ENVIRONMENT = [
     ("TORCH_HOME", "Pretrained VGG and LPIPS backbones are cached under "
      "\\fI$TORCH_HOME/hub/checkpoints\\fR (default \\fI~/.cache/torch\\fR). "
      "Offline, place the weight files there."),
-    ("U2NET_HOME", "Background\\-removal (rembg) matting models "
-     "(default \\fI~/.u2net\\fR)."),
+    ("U2NET_HOME", "Background\\-removal (rembg) matting models: \\fI$U2NET_HOME/models/u2net/u2net.onnx\\fR "
+     "(without it rembg uses REMBG_HOME, XDG_DATA_HOME/rembg or ~/.rembg); the notice names the exact path."),
+    ("POSECLI_OFFLINE", "When set (not 0): never download pretrained weights (VGG16, LPIPS's AlexNet, "
+     "rembg's U\\^2\\-Net); use them only when already in place, else fall back as documented."),
     ("POSECLI_WEIGHTS", "Overrides the bundled \\fIweights/\\fR folder searched for model names."),
     ("OPENCV_IO_MAX_IMAGE_PIXELS", "Largest image (in pixels) OpenCV agrees to decode; "
      "a guard against decompression bombs."),

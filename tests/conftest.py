@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
-
-os.environ.setdefault("POSECLI_OFFLINE_OK", "1")
 
 
 @pytest.fixture(scope="session")

@@ -315,3 +315,23 @@ def test_cli_requires_model(runner, tmp_path):
     make_shapes(tmp_path / "d")
     res = invoke(runner, ["eval", tmp_path / "d"])
     assert res.exit_code == 2
+
+
+def test_posecli_offline_never_tries_the_lpips_download(monkeypatch, tmp_path):
+    import torch
+
+    from posecli.eval import metrics
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("POSECLI_OFFLINE", "1")
+
+    def must_not_download(*a, **k):
+        raise AssertionError("download attempted while POSECLI_OFFLINE is set")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", must_not_download)
+    metrics.reset_lpips()
+    try:
+        assert metrics.get_lpips() is None
+        assert "POSECLI_OFFLINE" in metrics.lpips_unavailable_reason()
+    finally:
+        metrics.reset_lpips()

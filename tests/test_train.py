@@ -228,3 +228,14 @@ def test_video_without_frames_is_listed_and_skipped(tmp_path):
         load_image_set([str(bad)], size=32, strict=True)
     with pytest.raises(InputError, match="no readable images"):
         load_image_set([str(bad)], size=32)
+
+
+def test_posecli_offline_never_tries_the_vgg_download(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("POSECLI_OFFLINE", "1")
+
+    def must_not_download(*a, **k):
+        raise AssertionError("download attempted while POSECLI_OFFLINE is set")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", must_not_download)
+    assert ReconstructionLoss("auto").kind == "lap"

@@ -117,7 +117,11 @@ def _load_lpips():
         import lpips
     except ImportError as e:
         return None, f"the lpips package cannot be imported ({e})"
+    from ..runtime import OFFLINE_ENV, offline
+
     url, target = lpips_backbone_file()
+    if not os.path.exists(target) and offline():
+        return None, f"{OFFLINE_ENV} is set and its AlexNet weights are not in place; to enable it, place {url} at {target}"
     if not os.path.exists(target):
         log.info(f"downloading LPIPS's AlexNet weights to {target} (once)")
     # torch.hub writes "Downloading: ..." to STDOUT (it would corrupt --json) and torchvision

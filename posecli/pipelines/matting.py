@@ -25,17 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingWeightsError, UsageError
+from ..runtime import OFFLINE_ENV, offline
 
 log = logging.getLogger("posecli")
 
 MATTES = ("auto", "rembg", "grabcut", "model")
 REMBG_MODEL = "u2net"
 REMBG_FILE = f"{REMBG_MODEL}.onnx"
-OFFLINE_ENV = "POSECLI_OFFLINE"  # set (to anything but "" / "0"): never download weights
-
-
-def offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
 
 
 # ---------------------------------------------------------------- model matte

@@ -41,6 +41,12 @@ class VGGFeatures(nn.Module):
         super().__init__()
         from torchvision.models import VGG16_Weights, vgg16
 
+        from ..runtime import OFFLINE_ENV, offline
+
+        if pretrained and offline() and not vgg_weights_file().is_file():
+            raise MissingWeightsError(
+                f"VGG16 ImageNet weights are not in place and {OFFLINE_ENV} forbids downloading them; place "
+                f"{VGG16_Weights.IMAGENET1K_V1.url} at {vgg_weights_file()}")
         try:  # pretrained=False: a random VGG, for speed benchmarks only (meaningless as a loss)
             weights = VGG16_Weights.IMAGENET1K_V1 if pretrained else None
             with contextlib.redirect_stdout(sys.stderr):  # torch.hub announces downloads on stdout
