@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import dataset as ds
+from . import output as ds
 from . import raycast as rc
 
 # body type -> (length, width, clearance, belt, roof, wheel radius) ranges in metres, and the

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import dataset as ds
+from . import output as ds
 from . import raycast as rc
 
 LIGHT = rc.unit([0.2, 0.5, 1.0])  # frontal key light: faces lit as in photos

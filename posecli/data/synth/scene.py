@@ -20,7 +20,7 @@ import numpy as np
 
 from posecli.errors import PoseCliError
 
-from . import dataset as ds
+from . import output as ds
 from . import raycast as rc
 from .cars import car_params, identity_name, render_car_rgba
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dataset as ds
+from . import output as ds
 from . import raycast as rc
 
 SAMPLE_RATE = 16000
