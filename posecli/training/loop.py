@@ -236,6 +236,10 @@ class Trainer:
             save_checkpoint(self.workdir, self._state(*next_pos, gstep, optimizers if next_pos[0] == si else []))
             last_ckpt = time.monotonic()
             self._write_pictures(stage, epoch)
+            if self.history:  # for logs of scripted runs, where no progress bar shows (-v)
+                row = self.history[-1]
+                log.info(f"{stage.name} epoch {epoch + 1}/{stage.epochs}: loss {row['loss']:.4f}, "
+                         f"{row['images_per_s']:.0f} img/s")
 
     def _write_pictures(self, stage: Stage, epoch: int) -> None:
         from ..media.images import write_image
