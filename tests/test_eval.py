@@ -15,7 +15,7 @@ import torch
 from conftest import invoke
 from posecli.eval import evaluate
 from posecli.eval import metrics as M
-from posecli.eval.leakage import leakage, probe_accuracy, stratified_split
+from posecli.eval.leakage import leakage, probe_accuracy, stratified_folds
 from posecli.eval.transfer import load_images, read_labels, sample_pairs
 from posecli.models.base import PoseModel
 
@@ -252,18 +252,29 @@ def test_leakage_perfect_and_random_codes():
     assert rep["identity_from_pose"]["accuracy"] >= 0.95
     assert rep["identity_from_pose"]["chance"] == pytest.approx(0.1)
     assert rep["pose_from_identity"]["accuracy"] <= rep["pose_from_identity"]["chance"] + 0.2
-    assert rep["identity_from_pose"]["test"] == 60 and rep["pose_from_identity"]["classes"] == 6
+    assert rep["identity_from_pose"]["test"] == 300 and rep["pose_from_identity"]["classes"] == 6  # every code tested once
     again = leakage(random_id, leaky_pose, ident, pose, seed=0)
     assert again == rep  # deterministic for a seed
 
 
-def test_stratified_split_and_degenerate_cases():
+def test_stratified_folds_and_degenerate_cases():
     labels = np.array([0] * 10 + [1] * 5 + [2])
-    train, test = stratified_split(labels, seed=0)
-    assert sorted(train.tolist() + test.tolist()) == list(range(16))
-    assert np.bincount(labels[test], minlength=3).tolist() == [2, 1, 0]  # the singleton stays in train
+    fold = stratified_folds(labels, folds=5, seed=0)
+    assert fold[15] == -1  # the singleton class is never tested
+    assert np.bincount(fold[labels == 0], minlength=5).tolist() == [2] * 5  # dealt evenly
+    assert np.bincount(fold[labels == 1], minlength=5).tolist() == [1] * 5
     single = probe_accuracy(np.zeros((3, 2)), np.array([0, 1, 2]))  # no class can be tested
     assert single["accuracy"] is None and single["test"] == 0
+
+
+def test_probe_sees_no_test_code_when_training():
+    # each code's label is only predictable from itself (a unique one-hot feature per
+    # code): a probe that trained on the code it tests would score ~1, a sound one ~chance
+    labels = np.repeat(np.arange(4), 25)
+    codes = np.eye(100)[np.random.default_rng(0).permutation(100)]
+    rep = probe_accuracy(codes, labels, seed=0)
+    assert rep["test"] == 100 and rep["chance"] == pytest.approx(0.25)
+    assert rep["accuracy"] <= 0.45
 
 
 # --- CLI ---------------------------------------------------------------------

@@ -39,20 +39,45 @@ def _train(tmp: Path, opts: TrainOptions, data: TrainData, stop_after=None, resu
     return method, trainer
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.01])
+def test_stage2_code_loss_is_relative_to_each_tables_spread(scale):
+    # an encoder that always answers its table's mean explains none of the table:
+    # its code error is ~1 whatever the table's scale. (An unscaled MSE made the
+    # identity term vanish, since that table stays tiny, and the identity encoder
+    # was free to ignore it.)
+    data = _data()
+    method = LordMethod(TrainOptions(**TINY), data, torch.device("cpu"), ReconstructionLoss("lap"))
+    with torch.no_grad():
+        method.identity_table.weight.mul_(scale)
+        method.pose_table.weight.mul_(scale)
+    method._stage2_optimizers()  # the stage starts: the tables' spread is fixed
+    n = len(data.images)
+    id_mean = method.identity_table.weight.mean(0).detach()
+    pose_mean = method.pose_table.weight.mean(0).detach()
+    method.model.encode_identity = lambda x: id_mean.expand(len(x), -1)
+    method.model.encode_pose = lambda x: pose_mean.expand(len(x), -1)
+    x = data.images.float() / 255
+    terms = method._stage2_loss(x, data.labels, torch.arange(n), torch.Generator().manual_seed(0))
+    assert float(terms["code_identity"]) == pytest.approx(1.0, abs=1e-4)
+    assert float(terms["code_pose"]) == pytest.approx(1.0, abs=1e-4)
+
+
 def test_stage1_loss_falls_and_stage2_codes_approach_targets(tmp_path):
     opts = TrainOptions(epochs=6, lr_encoder=2e-3, **TINY)
     method, trainer = _train(tmp_path, opts, _data())
     s1 = [h for h in trainer.history if h["stage"] == "stage1"]
     s2 = [h for h in trainer.history if h["stage"] == "stage2"]
     assert s1[-1]["recon"] < 0.8 * s1[0]["recon"]
-    assert s2[-1]["code"] < 0.5 * s2[0]["code"]
+    assert s2[-1]["code_pose"] < 0.5 * s2[0]["code_pose"]
+    assert s2[-1]["code_identity"] < 0.5 * s2[0]["code_identity"]
     # the encoders now regress the stage-1 tables
     data = _data()
     x = data.images.float() / 255
     with torch.no_grad():
-        err = (method.model.encode_pose(x) - method.pose_table.weight).pow(2).mean()
-        spread = method.pose_table.weight.var(0).mean()
-    assert err < spread
+        m = method.model
+        for enc, table, target in ((m.encode_pose, method.pose_table, method.pose_table.weight),
+                                   (m.encode_identity, method.identity_table, method.identity_table(data.labels))):
+            assert (enc(x) - target).pow(2).mean() < table.weight.var(0).mean()
     assert (tmp_path / "loss.png").is_file()
     assert (tmp_path / "samples" / "stage1_epoch006.png").is_file()
     assert (tmp_path / "samples" / "stage2_epoch006.png").is_file()

@@ -3,8 +3,9 @@
 Stage 1, latent optimisation: a shared embedding per identity, one per image for
 pose (with fixed Gaussian noise and an activation penalty: asymmetric noise
 regularisation), generator and modulation, all optimised jointly.
-Stage 2, amortisation: encoders regress the stage-1 codes, plus reconstruction
-through the generator, which is fine-tuned.
+Stage 2, amortisation: encoders regress the stage-1 codes (each error relative
+to its table's variance), plus reconstruction through the generator, which is
+fine-tuned.
 """
 
 from __future__ import annotations
@@ -74,10 +75,22 @@ class LordMethod:
         recon = self.recon(rec, x)
         with torch.no_grad():
             t_id, t_pose = self.identity_table(labels), self.pose_table(idx)
-        code = F.mse_loss(e_id.float(), t_id) + F.mse_loss(e_pose.float(), t_pose)
-        return {"loss": recon + self.opts.code_weight * code, "recon": recon, "code": code}
+        # each regression is measured relative to its table's spread (1 - R^2): the
+        # identity table stays tiny (its scale lives in the modulation network), so an
+        # unscaled MSE let the identity encoder ignore it and the fine-tuned generator
+        # carried identity through the pose code
+        id_var, pose_var = self._code_var
+        code_id = F.mse_loss(e_id.float(), t_id) / id_var
+        code_pose = F.mse_loss(e_pose.float(), t_pose) / pose_var
+        code = code_id + code_pose
+        return {"loss": recon + self.opts.code_weight * code, "recon": recon, "code_identity": code_id,
+                "code_pose": code_pose}
 
     def _stage2_optimizers(self):
+        # the tables are frozen in stage 2: their spread is fixed for the whole stage
+        with torch.no_grad():
+            self._code_var = tuple(t.weight.float().var(0, correction=0).mean().clamp_min(1e-12)
+                                   for t in (self.identity_table, self.pose_table))
         return [torch.optim.Adam(self.model.parameters(), lr=self.opts.lr_encoder, betas=ADAM_BETAS)]
 
     def _stage2_sample(self):
