@@ -176,6 +176,7 @@ def load_model(name_or_path: str | Path, device="cpu"):
     except RuntimeError as e:  # shape mismatches
         first = str(e).strip().splitlines()[-1].strip()
         raise ModelFileError(f"tensors do not match the architecture in its metadata: {first}", path) from None
+    missing = [k for k in missing if k not in model.optional_state]
     if missing or unexpected:
         raise ModelFileError(f"tensors do not match the {meta['method']} architecture "
                              f"(missing {len(missing)}, unexpected {len(unexpected)})", path)

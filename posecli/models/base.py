@@ -13,6 +13,7 @@ class PoseModel(nn.Module):
 
     method: str = ""
     Config: type = object
+    optional_state: tuple[str, ...] = ()  # state keys older model files may lack (defaults kept)
 
     def __init__(self, config):
         super().__init__()

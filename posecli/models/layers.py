@@ -39,6 +39,14 @@ class ConvEncoder(nn.Module):
             nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
             nn.Linear(hidden, out_dim),
         )
+        # He initialisation for the leaky ReLUs: with PyTorch's default the signal
+        # shrinks through the seven layers, and on 60 toy cars the identity encoder
+        # had learned nothing in 700 steps (a 60-way classifier with this body: 31 %
+        # after 540 steps with the default, 82 % with He initialisation)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, a=0.2)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.convs(x)  # (B, C, 4, 4)

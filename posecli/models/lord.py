@@ -98,12 +98,31 @@ class LordModel(PoseModel):
         hidden = cfg.ch(256)
         self.identity_encoder = ConvEncoder(cfg.image_size, cfg.encoder_channels, hidden, cfg.identity_dim)
         self.pose_encoder = ConvEncoder(cfg.image_size, cfg.encoder_channels, hidden, cfg.pose_dim)
+        # The encoders predict standardised codes: code = mean + scale * encoder(x), with
+        # each stage-1 table's per-dimension mean and spread (set when stage 2 starts).
+        # The identity table is tiny (its scale lives in the modulation network), and
+        # regressing it directly learned less than half as fast (toy cars, 10 epochs:
+        # relative error 1.07 against 0.60 standardised).
+        for kind, dim in (("identity", cfg.identity_dim), ("pose", cfg.pose_dim)):
+            self.register_buffer(f"{kind}_mean", torch.zeros(dim))
+            self.register_buffer(f"{kind}_scale", torch.ones(dim))
+
+    # model files from posecli 0.1.0 have no statistics: they keep the identity map
+    optional_state = ("identity_mean", "identity_scale", "pose_mean", "pose_scale")
+
+    @torch.no_grad()
+    def set_code_statistics(self, identity_codes: torch.Tensor, pose_codes: torch.Tensor) -> None:
+        """Per-dimension mean and spread of the codes the encoders are to predict."""
+        for kind, codes in (("identity", identity_codes), ("pose", pose_codes)):
+            codes = codes.float()
+            getattr(self, f"{kind}_mean").copy_(codes.mean(0))
+            getattr(self, f"{kind}_scale").copy_(codes.std(0, correction=0).clamp_min(1e-6))
 
     def encode_identity(self, x: torch.Tensor) -> torch.Tensor:
-        return self.identity_encoder(x)
+        return torch.addcmul(self.identity_mean, self.identity_scale, self.identity_encoder(x).float())
 
     def encode_pose(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pose_encoder(x)
+        return torch.addcmul(self.pose_mean, self.pose_scale, self.pose_encoder(x).float())
 
     def generate(self, identity: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         return self.generator(pose, self.modulation(identity))

@@ -4,8 +4,10 @@ Stage 1, latent optimisation: a shared embedding per identity, one per image for
 pose (with fixed Gaussian noise and an activation penalty: asymmetric noise
 regularisation), generator and modulation, all optimised jointly.
 Stage 2, amortisation: encoders regress the stage-1 codes (each error relative
-to its table's variance), plus reconstruction through the generator, which is
-fine-tuned.
+to its table's variance), plus reconstruction through the generator. The papers
+fine-tune the generator here; posecli keeps it frozen by default
+(``stage2_generator``), because at short schedules the fine-tuned generator
+learned to ignore the identity code before the identity encoder had learned it.
 """
 
 from __future__ import annotations
@@ -91,7 +93,15 @@ class LordMethod:
         with torch.no_grad():
             self._code_var = tuple(t.weight.float().var(0, correction=0).mean().clamp_min(1e-12)
                                    for t in (self.identity_table, self.pose_table))
-        return [torch.optim.Adam(self.model.parameters(), lr=self.opts.lr_encoder, betas=ADAM_BETAS)]
+        m = self.model
+        m.set_code_statistics(self.identity_table.weight, self.pose_table.weight)
+        if self.opts.stage2_generator == "finetune":
+            params = list(m.parameters())
+        else:  # the encoders learn against the stage-1 generator, which stays as it is
+            for p in module_params(m.generator, m.modulation):
+                p.requires_grad_(False)
+            params = module_params(m.identity_encoder, m.pose_encoder)
+        return [torch.optim.Adam(params, lr=self.opts.lr_encoder, betas=ADAM_BETAS)]
 
     def _stage2_sample(self):
         x_id = self.data.images[self.sample_ids.to(self.device)].float() / 255
