@@ -22,7 +22,7 @@ def train(
     lr_generator: Annotated[float, typer.Option("--lr-generator", help="Stage-1 generator/modulation learning rate.")] = 3e-4,
     lr_latent: Annotated[float, typer.Option("--lr-latent", help="Stage-1 embedding learning rate.")] = 3e-3,
     lr_encoder: Annotated[float, typer.Option("--lr-encoder", help="Stage-2 learning rate.")] = 1e-4,
-    stage2_generator: Annotated[str, typer.Option("--stage2-generator", help="frozen | finetune: whether stage 2 also trains the generator (the papers fine-tune; frozen keeps identity transfer intact on short schedules).")] = "frozen",
+    stage2_generator: Annotated[str, typer.Option("--stage2-generator", help="frozen: stage-2 encoders learn against the stage-1 generator; finetune: train it too, as the papers do.")] = "frozen",
     loss: Annotated[str, typer.Option("--loss", help="auto | vgg | lap | l1 (auto: VGG perceptual when its weights can be had, else lap).")] = "auto",
     width: Annotated[float, typer.Option("--width", help="Channel multiplier of the networks (1 = the papers' networks).")] = 1.0,
     identity_dim: Annotated[int, typer.Option("--identity-dim", help="Identity code size.")] = 256,
@@ -67,7 +67,8 @@ def train(
         opts = TrainOptions(method=method, image_size=size, epochs=epochs, stage2_epochs=stage2_epochs,
                             batch_size=batch_size, lr_generator=lr_generator, lr_latent=lr_latent,
                             lr_encoder=lr_encoder, loss=loss, width=width, identity_dim=identity_dim,
-                            pose_dim=pose_dim, seed=seed, compile=compile_, stage2_generator=stage2_generator, checkpoint_minutes=checkpoint_minutes)
+                            pose_dim=pose_dim, seed=seed, compile=compile_, stage2_generator=stage2_generator,
+                            checkpoint_minutes=checkpoint_minutes)
         summary = run_train(data, output, opts, workdir=workdir, resume=resume, overwrite=overwrite,
                             device=device, crop=crop, fps=fps, clip_seconds=clip_seconds, strict=strict,
                             quiet=quiet, half=half, precision=precision)

@@ -6,8 +6,9 @@ regularisation), generator and modulation, all optimised jointly.
 Stage 2, amortisation: encoders regress the stage-1 codes (each error relative
 to its table's variance), plus reconstruction through the generator. The papers
 fine-tune the generator here; posecli keeps it frozen by default
-(``stage2_generator``), because at short schedules the fine-tuned generator
-learned to ignore the identity code before the identity encoder had learned it.
+(``stage2_generator``), so the encoders learn against the generator stage 1
+trained: in 0.1.0 the fine-tuned generator had learned to do without the identity
+code while the identity encoder lagged.
 """
 
 from __future__ import annotations
@@ -77,10 +78,9 @@ class LordMethod:
         recon = self.recon(rec, x)
         with torch.no_grad():
             t_id, t_pose = self.identity_table(labels), self.pose_table(idx)
-        # each regression is measured relative to its table's spread (1 - R^2): the
-        # identity table stays tiny (its scale lives in the modulation network), so an
-        # unscaled MSE let the identity encoder ignore it and the fine-tuned generator
-        # carried identity through the pose code
+        # each regression error is relative to its table's spread (1 = no better than
+        # the table's mean): the identity table stays tiny (its scale lives in the
+        # modulation network), and an unscaled MSE all but ignored it
         id_var, pose_var = self._code_var
         code_id = F.mse_loss(e_id.float(), t_id) / id_var
         code_pose = F.mse_loss(e_pose.float(), t_pose) / pose_var
