@@ -22,7 +22,7 @@ def train(
     lr_generator: Annotated[float, typer.Option("--lr-generator", help="Stage-1 generator/modulation learning rate.")] = 3e-4,
     lr_latent: Annotated[float, typer.Option("--lr-latent", help="Stage-1 embedding learning rate.")] = 3e-3,
     lr_encoder: Annotated[float, typer.Option("--lr-encoder", help="Stage-2 learning rate.")] = 1e-4,
-    stage2_generator: Annotated[str, typer.Option("--stage2-generator", help="frozen: stage-2 encoders learn against the stage-1 generator; finetune: train it too, as the papers do.")] = "frozen",
+    stage2_generator: Annotated[str, typer.Option("--stage2-generator", help="finetune: stage 2 trains the generator with the encoders, as the papers do; frozen: the encoders learn against the stage-1 generator.")] = "finetune",
     loss: Annotated[str, typer.Option("--loss", help="auto | vgg | lap | l1 (auto: VGG perceptual when its weights can be had, else lap).")] = "auto",
     width: Annotated[float, typer.Option("--width", help="Channel multiplier of the networks (1 = the papers' networks).")] = 1.0,
     identity_dim: Annotated[int, typer.Option("--identity-dim", help="Identity code size.")] = 256,

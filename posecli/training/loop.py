@@ -49,7 +49,7 @@ class TrainOptions:
     noise_std: float = 1.0
     pose_decay: float = 1e-3
     code_weight: float = 10.0
-    stage2_generator: str = "frozen"  # frozen | finetune (the papers fine-tune it)
+    stage2_generator: str = "finetune"  # finetune (the papers) | frozen
     loss: str = "auto"
     seed: int = 0
     checkpoint_minutes: float = 5.0

@@ -4,11 +4,12 @@ Stage 1, latent optimisation: a shared embedding per identity, one per image for
 pose (with fixed Gaussian noise and an activation penalty: asymmetric noise
 regularisation), generator and modulation, all optimised jointly.
 Stage 2, amortisation: encoders regress the stage-1 codes (each error relative
-to its table's variance), plus reconstruction through the generator. The papers
-fine-tune the generator here; posecli keeps it frozen by default
-(``stage2_generator``), so the encoders learn against the generator stage 1
-trained: in 0.1.0 the fine-tuned generator had learned to do without the identity
-code while the identity encoder lagged.
+to its table's variance), plus reconstruction through the generator. The generator
+is fine-tuned, as in the papers, or kept as stage 1 left it
+(``stage2_generator="frozen"``). With the encoders fixed (He initialisation,
+standardised codes) fine-tuning measured better on held-out toy cars: transfer
+MSE 0.27 of the better copy baseline against 0.31 frozen, leakage 0.028 against
+0.038.
 """
 
 from __future__ import annotations
