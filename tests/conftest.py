@@ -21,6 +21,20 @@ def tiny_model_path(tmp_path_factory):
 
 
 @pytest.fixture
+def offline_no_downloads(monkeypatch, tmp_path):
+    """POSECLI_OFFLINE set, an empty TORCH_HOME, and any torch.hub download fails the test."""
+    import torch
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("POSECLI_OFFLINE", "1")
+
+    def must_not_download(*a, **k):
+        raise AssertionError("download attempted while POSECLI_OFFLINE is set")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", must_not_download)
+
+
+@pytest.fixture
 def runner():
     from typer.testing import CliRunner
 

@@ -328,18 +328,9 @@ def test_cli_requires_model(runner, tmp_path):
     assert res.exit_code == 2
 
 
-def test_posecli_offline_never_tries_the_lpips_download(monkeypatch, tmp_path):
-    import torch
-
+def test_posecli_offline_never_tries_the_lpips_download(offline_no_downloads):
     from posecli.eval import metrics
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setenv("POSECLI_OFFLINE", "1")
-
-    def must_not_download(*a, **k):
-        raise AssertionError("download attempted while POSECLI_OFFLINE is set")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", must_not_download)
     metrics.reset_lpips()
     try:
         assert metrics.get_lpips() is None

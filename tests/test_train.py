@@ -257,14 +257,7 @@ def test_video_without_frames_is_listed_and_skipped(tmp_path):
         load_image_set([str(bad)], size=32)
 
 
-def test_posecli_offline_never_tries_the_vgg_download(monkeypatch, tmp_path):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setenv("POSECLI_OFFLINE", "1")
-
-    def must_not_download(*a, **k):
-        raise AssertionError("download attempted while POSECLI_OFFLINE is set")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", must_not_download)
+def test_posecli_offline_never_tries_the_vgg_download(offline_no_downloads):
     assert ReconstructionLoss("auto").kind == "lap"
 
 

@@ -79,21 +79,18 @@ class LordMethod:
         recon = self.recon(rec, x)
         with torch.no_grad():
             t_id, t_pose = self.identity_table(labels), self.pose_table(idx)
-        # each regression error is relative to its table's spread (1 = no better than
-        # the table's mean): the identity table stays tiny (its scale lives in the
-        # modulation network), and an unscaled MSE all but ignored it
-        id_var, pose_var = self._code_var
-        code_id = F.mse_loss(e_id.float(), t_id) / id_var
-        code_pose = F.mse_loss(e_pose.float(), t_pose) / pose_var
+        # each regression error is relative to its table's spread, which the model's
+        # code statistics hold (1 = no better than the table's mean): the identity
+        # table stays tiny (its scale lives in the modulation network), and an
+        # unscaled MSE all but ignored it
+        code_id = F.mse_loss(e_id.float(), t_id) / m.identity_scale.pow(2).mean()
+        code_pose = F.mse_loss(e_pose.float(), t_pose) / m.pose_scale.pow(2).mean()
         code = code_id + code_pose
         return {"loss": recon + self.opts.code_weight * code, "recon": recon, "code_identity": code_id,
                 "code_pose": code_pose}
 
     def _stage2_optimizers(self):
-        # the tables are frozen in stage 2: their spread is fixed for the whole stage
-        with torch.no_grad():
-            self._code_var = tuple(t.weight.float().var(0, correction=0).mean().clamp_min(1e-12)
-                                   for t in (self.identity_table, self.pose_table))
+        # the tables are frozen in stage 2: their statistics hold for the whole stage
         m = self.model
         m.set_code_statistics(self.identity_table.weight, self.pose_table.weight)
         if self.opts.stage2_generator == "finetune":
