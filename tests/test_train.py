@@ -188,6 +188,9 @@ def test_cli_train_bad_data(runner, tmp_path, cars):
         assert not out.exists()
     r = invoke(runner, ["train", cars, "-o", tmp_path / "y.safetensors", *TRAIN_ARGS[:-1], "--batch-size", "500"])
     assert r.exit_code == 2 and "fewer than --batch-size" in r.output
+    out = tmp_path / "z.safetensors"
+    r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS, "--stage2-generator", "thawed"])
+    assert r.exit_code == 2 and "--stage2-generator thawed" in r.output and not out.exists()
 
 
 def test_cli_train_skips_corrupt_files_unless_strict(runner, tmp_path, cars):
