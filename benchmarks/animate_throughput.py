@@ -9,7 +9,8 @@ untrained full-width (width 1.0) 64x64 LordModel (the weights do not change
 the speed). Each stage is first timed alone (decode 720p, decode scaled to the
 model size, face detection, model, paste, encode 720p), then animate runs end
 to end with --region full and --track face; the slowest stage alone names the
-bottleneck. Jitter (output change / driving change, frame to frame) is
+bottleneck. Jitter (output change / driving change, frame to frame) and
+flicker (the same for the second difference: shake rather than motion) are
 measured with and without pose smoothing. ``--append`` adds the table to
 benchmarks/RESULTS.md with hardware, date, commit and command.
 """
@@ -193,8 +194,8 @@ def main() -> None:
              "| stage alone | frames/s |", "|---|---:|"]
     stages = time_stages(clip, model, batch, a.precision)
     lines += [f"| {k} | {v:.1f} |" for k, v in stages.items()]
-    lines += ["", "| end to end | frames/s | CPU s/frame | busy s: decode / track / model / compose / encode | jitter |",
-              "|---|---:|---:|---|---:|"]
+    lines += ["", "| end to end | frames/s | CPU s/frame | busy s: decode / track / model / compose / encode | jitter | flicker |",
+              "|---|---:|---:|---|---:|---:|"]
     runs = [("--region full", "full", DEFAULT_SMOOTH, a.precision), ("--track face", "face", DEFAULT_SMOOTH, a.precision),
             ("--track face --smooth 0", "face", 0.0, a.precision)]
     if device.type == "cpu" and a.precision == "auto":  # auto may be bf16 (native bf16 CPUs): fp32 for comparison
@@ -204,8 +205,8 @@ def main() -> None:
         r, cpu = end_to_end(clip, model, region, smooth, batch, precision)
         s = r.stage_s
         busy = " / ".join(f"{s[k]:.1f}" for k in ("decode", "track", "model", "compose", "encode"))
-        jit = "-" if r.jitter is None else f"{r.jitter:.3g}"
-        lines.append(f"| {label} | {r.frames_per_s:.1f} | {cpu:.3f} | {busy} | {jit} |")
+        jit, fl = ("-" if v is None else f"{v:.3g}" for v in (r.jitter, r.flicker))
+        lines.append(f"| {label} | {r.frames_per_s:.1f} | {cpu:.3f} | {busy} | {jit} | {fl} |")
     slowest = min(stages, key=stages.get)
     if model_name.startswith("untrained"):
         lines += ["", "Jitter: an untrained model's output hardly depends on the pose (it changes by well under one "

@@ -20,7 +20,7 @@ from posecli.media.images import read_image, write_image
 from posecli.media.video import VideoReader, VideoWriter, probe_video, read_video_frames
 from posecli.models.base import PoseModel
 from posecli.pipelines.animate import animate
-from posecli.pipelines.smoothing import DEFAULT_SMOOTH, EmaFilter, OneEuroFilter, make_pose_filter
+from posecli.pipelines.smoothing import DEFAULT_SMOOTH, EmaFilter, JitterMeter, OneEuroFilter, make_pose_filter
 from posecli.pipelines.tracking import FaceTracker, fill_nearest, smooth_track
 
 needs_ffmpeg6 = pytest.mark.skipif(ffmpeg_version() < (6, 0), reason="ffmpeg < 6 lacks -display_rotation / -fps_mode")
@@ -299,6 +299,24 @@ def test_smoothing_lowers_jitter(tmp_path):
     ema = animate(model, ident, frames, tmp_path / "ema", smooth=DEFAULT_SMOOTH, smooth_filter="ema", fps=25,
                   precision="fp32").jitter
     assert ema < 0.6 * jit[0]
+
+
+def test_flicker_tells_shake_from_following_motion():
+    """An output that follows a smooth motion exactly has jitter 1 and flicker 1;
+    the same motion with frame-to-frame noise on top flickers several times more,
+    while its jitter rises far less."""
+    t = np.arange(60)
+    ramp = (40 + 2 * t)[:, None, None, None] * np.ones((1, 8, 8, 3))  # brightening by 2 levels a frame
+    driving = (ramp + np.random.default_rng(0).normal(0, 0.5, ramp.shape)).clip(0, 255).astype(np.uint8)
+    noisy = (ramp + np.random.default_rng(1).normal(0, 3, ramp.shape)).clip(0, 255).astype(np.uint8)
+    follow, shake = JitterMeter(), JitterMeter()
+    for i in range(0, 60, 7):  # batches of uneven length, in frame order
+        follow.update(driving[i:i + 7], driving[i:i + 7])
+        shake.update(driving[i:i + 7], noisy[i:i + 7])
+    assert follow.value == pytest.approx(1.0) and follow.flicker == pytest.approx(1.0)
+    assert shake.flicker > 3 * follow.flicker
+    assert shake.flicker / follow.flicker > 1.5 * shake.value / follow.value
+    assert JitterMeter().flicker is None
 
 
 def test_one_euro_follows_motion_and_damps_noise():

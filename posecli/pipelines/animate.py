@@ -47,6 +47,7 @@ class AnimateResult:
     frames_per_s: float
     stage_s: dict = field(default_factory=dict)  # busy seconds per stage (decode, track, model, compose, encode)
     jitter: float | None = None  # output change / driving change, frame to frame, at model size
+    flicker: float | None = None  # the same for the temporal second difference (shake, not motion)
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -243,4 +244,5 @@ def animate(model, id_pixels: np.ndarray, video, out: str | Path, *, region="ful
     seconds = time.perf_counter() - t_start
     return AnimateResult(str(out), written, info.fps, plan.out_size, _region_name(region), seconds,
                          written / seconds if seconds > 0 else 0.0, {k: round(v, 3) for k, v in pipe.stage_s.items()},
-                         pipe.jitter.value if pipe.jitter is not None else None)
+                         pipe.jitter.value if pipe.jitter is not None else None,
+                         pipe.jitter.flicker if pipe.jitter is not None else None)

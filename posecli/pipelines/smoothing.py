@@ -107,30 +107,48 @@ def make_pose_filter(strength: float, fps: float, kind: str = "euro", beta: floa
 
 
 class JitterMeter:
-    """Mean frame-to-frame change of the output relative to that of the driving video.
+    """How much the output moves between frames, relative to the driving video.
 
-    Both are compared at the same (model) resolution. 1.0: the output moves as
-    much as the input; above 1: it flickers more than the driving video moves.
-    Streaming: only the previous frame of each is kept.
+    ``value`` (jitter): mean frame-to-frame change of the output over that of
+    the driving video, both at the same (model) resolution. 1.0: the output
+    moves as much as the input. A model that follows the pose well scores
+    near 1 however steady it is, so ``flicker`` separates the two: the same
+    ratio for the temporal second difference |x[t] - 2 x[t-1] + x[t-2]|, which
+    is small for smooth motion and large for frame-to-frame noise. Above 1:
+    the output shakes more than the driving video.
+    Streaming: only the last two frames of each are kept.
     """
 
     def __init__(self):
-        self._prev_out = self._prev_drv = None
+        self._out: list[np.ndarray] = []  # the last two frames, oldest first
+        self._drv: list[np.ndarray] = []
         self.out_change = self.drv_change = 0.0
-        self.pairs = 0
+        self.out_accel = self.drv_accel = 0.0
+        self.pairs = self.triples = 0
 
     def update(self, driving: np.ndarray, output: np.ndarray) -> None:
         """Batches (N, H, W, C) uint8 of driving crops and generated images, in frame order."""
         for d, o in zip(driving, output):
             d, o = d.astype(np.float32), o.astype(np.float32)
-            if self._prev_out is not None:
-                self.out_change += float(np.abs(o - self._prev_out).mean())
-                self.drv_change += float(np.abs(d - self._prev_drv).mean())
+            if self._out:
+                self.out_change += float(np.abs(o - self._out[-1]).mean())
+                self.drv_change += float(np.abs(d - self._drv[-1]).mean())
                 self.pairs += 1
-            self._prev_out, self._prev_drv = o, d
+            if len(self._out) == 2:
+                self.out_accel += float(np.abs(o - 2 * self._out[1] + self._out[0]).mean())
+                self.drv_accel += float(np.abs(d - 2 * self._drv[1] + self._drv[0]).mean())
+                self.triples += 1
+            self._out = [*self._out[-1:], o]
+            self._drv = [*self._drv[-1:], d]
 
     @property
     def value(self) -> float | None:
         if self.pairs == 0 or self.drv_change == 0:
             return None
         return self.out_change / self.drv_change
+
+    @property
+    def flicker(self) -> float | None:
+        if self.triples == 0 or self.drv_accel == 0:
+            return None
+        return self.out_accel / self.drv_accel
