@@ -155,10 +155,11 @@ def test_cli_train_writes_model_and_work_folder(runner, cars, tmp_path):
     from posecli.modelfile import load_model
 
     out = tmp_path / "m.safetensors"
-    r = invoke(runner, ["train", cars, "-o", out, "--json", *TRAIN_ARGS])
+    r = invoke(runner, ["train", cars, "-o", out, "--json", *TRAIN_ARGS, "--noise-std", "0.3", "--pose-decay", "0.01"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["images"] == 64 and summary["identities"] == 4 and summary["loss"] == "lap"
+    assert summary["options"]["noise_std"] == 0.3 and summary["options"]["pose_decay"] == 0.01
     model = load_model(out)
     assert model.image_size == 32 and model.meta["training"]["epochs"] == [1, 1]
     work = tmp_path / "m.work"
@@ -191,6 +192,10 @@ def test_cli_train_bad_data(runner, tmp_path, cars):
     out = tmp_path / "z.safetensors"
     r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS, "--stage2-generator", "thawed"])
     assert r.exit_code == 2 and "--stage2-generator thawed" in r.output and not out.exists()
+    for opt, bad in (("--noise-std", "-1"), ("--pose-decay", "nan")):
+        r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS, opt, bad])
+        assert r.exit_code == 2 and f"{opt} " in r.output and len(r.output.strip().splitlines()) == 1
+        assert not out.exists()
 
 
 def test_cli_train_skips_corrupt_files_unless_strict(runner, tmp_path, cars):

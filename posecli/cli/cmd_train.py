@@ -22,6 +22,8 @@ def train(
     lr_generator: Annotated[float, typer.Option("--lr-generator", help="Stage-1 generator/modulation learning rate.")] = 3e-4,
     lr_latent: Annotated[float, typer.Option("--lr-latent", help="Stage-1 embedding learning rate.")] = 3e-3,
     lr_encoder: Annotated[float, typer.Option("--lr-encoder", help="Stage-2 learning rate.")] = 1e-4,
+    noise_std: Annotated[float, typer.Option("--noise-std", help="Stage-1 Gaussian noise added to the pose codes (LORD's regulariser: less noise lets the pose codes carry more, and more of the identity).")] = 1.0,
+    pose_decay: Annotated[float, typer.Option("--pose-decay", help="Stage-1 penalty on the pose codes' squared norm.")] = 1e-3,
     stage2_generator: Annotated[str, typer.Option("--stage2-generator", help="finetune: stage 2 trains the generator with the encoders, as the papers do; frozen: the encoders learn against the stage-1 generator.")] = "finetune",
     loss: Annotated[str, typer.Option("--loss", help="auto | vgg | lap | l1 (auto: VGG perceptual when its weights can be had, else lap).")] = "auto",
     width: Annotated[float, typer.Option("--width", help="Channel multiplier of the networks (1 = the papers' networks).")] = 1.0,
@@ -62,12 +64,15 @@ def train(
         for name, v in (("--epochs", epochs), ("--batch-size", batch_size)):
             if v < 1:
                 raise UsageError(f"{name} must be at least 1")
+        for name, v in (("--noise-std", noise_std), ("--pose-decay", pose_decay)):
+            if not v >= 0 or v == float("inf"):
+                raise UsageError(f"{name} {v}: expected a finite number >= 0")
         if stage2_generator not in ("frozen", "finetune"):
             raise UsageError(f"--stage2-generator {stage2_generator}: expected frozen or finetune")
         opts = TrainOptions(method=method, image_size=size, epochs=epochs, stage2_epochs=stage2_epochs,
                             batch_size=batch_size, lr_generator=lr_generator, lr_latent=lr_latent,
                             lr_encoder=lr_encoder, loss=loss, width=width, identity_dim=identity_dim,
-                            pose_dim=pose_dim, seed=seed, compile=compile_, stage2_generator=stage2_generator,
+                            pose_dim=pose_dim, noise_std=noise_std, pose_decay=pose_decay, seed=seed, compile=compile_, stage2_generator=stage2_generator,
                             checkpoint_minutes=checkpoint_minutes)
         summary = run_train(data, output, opts, workdir=workdir, resume=resume, overwrite=overwrite,
                             device=device, crop=crop, fps=fps, clip_seconds=clip_seconds, strict=strict,
