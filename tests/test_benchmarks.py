@@ -1,0 +1,35 @@
+"""The benchmark scripts still run (tiny model, short clips); their numbers are in benchmarks/RESULTS.md."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_animate_fidelity_measures_against_ground_truth(tmp_path):
+    from posecli.models.lord import LordConfig, LordModel
+
+    bench = _script("animate_fidelity")
+    yaw, pitch, mouth = bench.clip_path(2.0, 10.0, 0)
+    assert len(yaw) == len(mouth) == 20 and mouth.max() > 0.3 and mouth.min() == 0.0  # it talks, with pauses
+    torch.manual_seed(0)
+    model = LordModel(LordConfig(image_size=32, identity_dim=8, pose_dim=8, width=0.125)).eval()
+    rows = bench.run_pair(model, 0, 2.0, 10.0, (0.0, 0.25), tmp_path)
+    assert set(rows) == {"copy identity", "copy driving", "animate --smooth 0", "animate --smooth 0.25"}
+    assert 0 < rows["copy identity"]["mse"] < rows["copy driving"]["mse"]  # B's face is further from A's
+    for k in ("animate --smooth 0", "animate --smooth 0.25"):
+        r = rows[k]
+        assert 0 < r["mse"] < 1 and -1 <= r["mouth"] <= 1 and np.isfinite(r["jitter"])
+    assert len(list((tmp_path / "pair0_smooth0ms").glob("*.png"))) == 20
