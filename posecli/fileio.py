@@ -37,13 +37,15 @@ def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the user's usual mode
     try:
         yield tmp_path
         if path.exists() and not overwrite:  # appeared while we worked
             raise OutputExistsError(path)
+        # mkstemp makes 0600, and some writers (safetensors) recreate the file as 0600:
+        # the finished file gets the user's usual mode
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

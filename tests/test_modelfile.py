@@ -76,6 +76,21 @@ def test_round_trip_gives_identical_outputs(saved):
     assert sorted(saved.parent.iterdir()) == [saved]  # no temp file left behind
 
 
+def test_saved_files_get_the_users_usual_mode(tmp_path):
+    """safetensors recreates the temporary file as 0600; the model file must not stay private."""
+    import os
+
+    from posecli.fileio import write_bytes_atomic
+
+    old = os.umask(0o022)
+    try:
+        model = save_model(tmp_path / "m.safetensors", tiny())
+        other = write_bytes_atomic(tmp_path / "x.bin", b"x")
+    finally:
+        os.umask(old)
+    assert model.stat().st_mode & 0o777 == 0o644 and other.stat().st_mode & 0o777 == 0o644
+
+
 def test_half_storage_is_close_and_half_the_size(tmp_path, saved):
     half = save_model(tmp_path / "half.safetensors", tiny(), half=True)
     ratio = half.stat().st_size / saved.stat().st_size
