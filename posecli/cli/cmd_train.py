@@ -72,7 +72,8 @@ def train(
         opts = TrainOptions(method=method, image_size=size, epochs=epochs, stage2_epochs=stage2_epochs,
                             batch_size=batch_size, lr_generator=lr_generator, lr_latent=lr_latent,
                             lr_encoder=lr_encoder, loss=loss, width=width, identity_dim=identity_dim,
-                            pose_dim=pose_dim, noise_std=noise_std, pose_decay=pose_decay, seed=seed, compile=compile_, stage2_generator=stage2_generator,
+                            pose_dim=pose_dim, noise_std=noise_std, pose_decay=pose_decay, seed=seed,
+                            compile=compile_, stage2_generator=stage2_generator,
                             checkpoint_minutes=checkpoint_minutes)
         summary = run_train(data, output, opts, workdir=workdir, resume=resume, overwrite=overwrite,
                             device=device, crop=crop, fps=fps, clip_seconds=clip_seconds, strict=strict,
