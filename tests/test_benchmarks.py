@@ -31,5 +31,5 @@ def test_animate_fidelity_measures_against_ground_truth(tmp_path):
     assert 0 < rows["copy identity"]["mse"] < rows["copy driving"]["mse"]  # B's face is further from A's
     for k in ("animate --smooth 0", "animate --smooth 0.25"):
         r = rows[k]
-        assert 0 < r["mse"] < 1 and -1 <= r["mouth"] <= 1 and np.isfinite(r["jitter"])
+        assert 0 < r["mse"] < 1 and 0 < r["ssim"] < 1 and -1 <= r["mouth"] <= 1 and np.isfinite(r["jitter"])
     assert len(list((tmp_path / "pair0_smooth0ms").glob("*.png"))) == 20
