@@ -13,7 +13,7 @@ VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
 STDIN = "-"
 
 
-def _has_magic(s: str) -> bool:
+def has_magic(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
@@ -42,7 +42,7 @@ def expand_inputs(specs: list[str] | str, exts: tuple[str, ...] = IMAGE_EXTS, re
             out.extend(found)
         elif p.exists():
             out.append(str(p))
-        elif _has_magic(spec):
+        elif has_magic(spec):
             found = sorted(f for f in glob.glob(spec, recursive=True) if Path(f).is_file())
             if not found:
                 raise InputError("glob matches no file", spec)

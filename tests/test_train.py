@@ -245,6 +245,19 @@ def test_cli_train_from_videos_clips_and_manifest(runner, tmp_path):
                         *[a if a != "16" else "8" for a in TRAIN_ARGS], "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.strip().splitlines()[-1])["identities"] == 4
+    # a folder of videos, or a quoted glob of them: one identity each, the same set
+    from posecli.data.dataset import collect_sources
+    from posecli.errors import InputError
+
+    by_files = collect_sources([str(v) for v in videos])
+    assert collect_sources([str(heads / "videos")]) == by_files == collect_sources([str(heads / "videos" / "*.mp4")])
+    assert [s.identity for s in by_files] == [v.stem for v in videos]
+    with pytest.raises(InputError, match="glob matches no file"):
+        collect_sources([str(heads / "videos" / "*.webm")])
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no videos"):
+        collect_sources([str(empty)])
     # a CSV manifest mixing images of two identities
     manifest = tmp_path / "m.csv"
     rows = ["path,identity"] + [f"{p.relative_to(tmp_path)},{p.parent.name}" for p in sorted(heads.glob("head_*/*.png"))]

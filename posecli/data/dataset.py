@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, PoseCliError, UsageError
-from ..inputs import IMAGE_EXTS, VIDEO_EXTS
+from ..inputs import IMAGE_EXTS, VIDEO_EXTS, has_magic, expand_inputs
 
 log = logging.getLogger("posecli")
 CACHE_VERSION = 1
@@ -43,13 +43,18 @@ class ImageSet:
 
 
 def _from_folder(root: Path) -> list[Source]:
+    """Identity subfolders of images, else the folder's videos (one identity each)."""
     subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     out = []
     for d in subdirs:
         files = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
         out += [Source(str(f), d.name, "image") for f in files]
     if not out:
-        raise InputError("no identity subfolders with images (expected DATA/<identity>/<image>)", root)
+        out = [Source(str(f), f.stem, "video") for f in sorted(root.iterdir())
+               if f.is_file() and f.suffix.lower() in VIDEO_EXTS and not f.name.startswith(".")]
+    if not out:
+        raise InputError("no identity subfolders with images (expected DATA/<identity>/<image>) "
+                         "and no videos (one identity each)", root)
     return out
 
 
@@ -74,6 +79,9 @@ def collect_sources(specs: list[str]) -> list[Source]:
     out: list[Source] = []
     for spec in specs:
         p = Path(spec)
+        if not p.exists() and has_magic(spec):  # a quoted glob: each match as if given alone
+            out += collect_sources(expand_inputs(spec, allow_stdin=False))
+            continue
         if not p.exists():
             raise InputError("no such file or folder", p)
         if p.is_dir():
