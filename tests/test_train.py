@@ -320,3 +320,14 @@ def test_encoders_predict_standardised_codes_and_old_files_still_load(tmp_path):
     assert torch.equal(old.identity_mean, torch.zeros(16)) and torch.equal(old.pose_scale, torch.ones(8))
     with torch.no_grad():
         assert torch.allclose(old.encode_pose(x), m.pose_encoder(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"stage2_epochs": 0}, {"batch_size": 0}, {"lr_latent": 0.0},
+                                 {"lr_generator": float("nan")}, {"noise_std": -1.0}, {"pose_decay": float("inf")},
+                                 {"stage2_generator": "thawed"}])
+def test_train_options_reject_bad_values_for_library_callers_too(bad):
+    from posecli.errors import UsageError
+
+    (key, value), = bad.items()
+    with pytest.raises(UsageError, match=f"--{key.replace('_', '-')} {value}"):
+        TrainOptions(**bad)

@@ -61,14 +61,6 @@ def train(
 
         if crop not in CROP_MODES:
             raise UsageError(f"--crop {crop}: expected one of {', '.join(CROP_MODES)}")
-        for name, v in (("--epochs", epochs), ("--batch-size", batch_size)):
-            if v < 1:
-                raise UsageError(f"{name} must be at least 1")
-        for name, v in (("--noise-std", noise_std), ("--pose-decay", pose_decay)):
-            if not v >= 0 or v == float("inf"):
-                raise UsageError(f"{name} {v}: expected a finite number >= 0")
-        if stage2_generator not in ("frozen", "finetune"):
-            raise UsageError(f"--stage2-generator {stage2_generator}: expected frozen or finetune")
         opts = TrainOptions(method=method, image_size=size, epochs=epochs, stage2_epochs=stage2_epochs,
                             batch_size=batch_size, lr_generator=lr_generator, lr_latent=lr_latent,
                             lr_encoder=lr_encoder, loss=loss, width=width, identity_dim=identity_dim,

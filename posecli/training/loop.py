@@ -23,13 +23,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import PoseCliError
+from ..errors import PoseCliError, UsageError
 from ..fileio import write_bytes_atomic
 from ..progress import progress
 from .checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger("posecli")
 PRECISIONS = ("auto", "fp32", "bf16")
+STAGE2_GENERATOR = ("finetune", "frozen")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,23 @@ class TrainOptions:
     checkpoint_minutes: float = 5.0
     log_every: int = 10
     compile: bool = False
+
+    def __post_init__(self) -> None:
+        """Bad options fail here, for the library as for the CLI (messages name the CLI flags)."""
+        for name, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
+            if v < 1:
+                raise UsageError(f"{name} {v}: must be at least 1")
+        if self.stage2_epochs is not None and self.stage2_epochs < 1:
+            raise UsageError(f"--stage2-epochs {self.stage2_epochs}: must be at least 1")
+        for name, v in (("--lr-generator", self.lr_generator), ("--lr-latent", self.lr_latent),
+                        ("--lr-encoder", self.lr_encoder)):
+            if not (math.isfinite(v) and v > 0):
+                raise UsageError(f"{name} {v}: expected a positive number")
+        for name, v in (("--noise-std", self.noise_std), ("--pose-decay", self.pose_decay)):
+            if not (math.isfinite(v) and v >= 0):
+                raise UsageError(f"{name} {v}: expected a finite number >= 0")
+        if self.stage2_generator not in STAGE2_GENERATOR:
+            raise UsageError(f"--stage2-generator {self.stage2_generator}: expected {' or '.join(STAGE2_GENERATOR)}")
 
     def fingerprint(self) -> str:
         """What must match to resume: everything that changes the weights (not how
