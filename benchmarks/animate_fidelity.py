@@ -25,19 +25,12 @@ and command.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import shlex
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SEEDS = (1234, 4321)  # identities drawn for A and B: not the bundled model's training seed (13)
 
 
@@ -118,16 +111,9 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if a.append:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from animate_throughput import hardware
+        from report import append_section
 
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-        cmd = "python " + " ".join(shlex.quote(x) for x in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
-        section = (f"\n## animate fidelity ({datetime.date.today().isoformat()})\n\n"
-                   f"- hardware: {hardware(torch.device('cpu'))}\n- commit: {commit or 'unknown'}\n- command: `{cmd}`\n\n{text}\n")
-        with open(RESULTS, "a") as f:
-            f.write(section)
-        print(f"appended to {RESULTS}", file=sys.stderr)
+        append_section("animate fidelity", torch.device("cpu"), text)
 
 
 if __name__ == "__main__":

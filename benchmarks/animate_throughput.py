@@ -18,12 +18,7 @@ benchmarks/RESULTS.md with hardware, date, commit and command.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
-import shlex
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,9 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(tempfile.gettempdir()) / "posecli-bench"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 W, H, FPS = 1280, 720, 30
 
 
@@ -155,21 +148,6 @@ def end_to_end(clip: Path, model, region, smooth: float, batch: int, precision: 
     return res, cpu / max(res.frames, 1)
 
 
-def hardware(device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    hw = f"{cpu}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
-    if device.type == "cuda":
-        hw = f"{torch.cuda.get_device_name(device)}; {hw}"
-    return hw
-
-
 def main() -> None:
     from posecli.pipelines.smoothing import DEFAULT_SMOOTH
     from posecli.runtime import resolve_device
@@ -223,14 +201,9 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if a.append:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-        cmd = "python " + " ".join(shlex.quote(x) for x in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
-        head = "" if RESULTS.exists() else "# Benchmark results\n\nEach section: what ran, on which hardware, when, at which commit.\n"
-        section = (f"\n## animate throughput ({datetime.date.today().isoformat()})\n\n"
-                   f"- hardware: {hardware(device)}\n- commit: {commit or 'unknown'}\n- command: `{cmd}`\n\n{text}\n")
-        with open(RESULTS, "a") as f:
-            f.write(head + section)
-        print(f"appended to {RESULTS}", file=sys.stderr)
+        from report import append_section
+
+        append_section("animate throughput", device, text)
 
 
 if __name__ == "__main__":

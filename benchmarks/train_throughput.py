@@ -1,20 +1,19 @@
 """Training throughput: posecli's loop against a plain loop done the lord-pytorch way.
 
-    .venv/bin/python benchmarks/train_throughput.py [--size 64] [--steps 30] [--batch 128] [--device auto]
+    .venv/bin/python benchmarks/train_throughput.py [--size 64] [--steps 30] [--batch 128] [--device auto] [--append]
 
 Both train the same LORD networks with the VGG perceptual loss (random VGG
 weights when the ImageNet file is absent: same cost). posecli: data resident on
 the device as uint8, bf16 autocast + channels_last on CUDA, frozen VGG with the
 target's features under no_grad, no host sync per step. Plain: fp32 NCHW, a
 DataLoader of float tensors, VGG with gradients, .item() every step.
-Prints one table (images/s of stage 1 and stage 2, and the ratio).
+Prints one table (images/s of stage 1 and stage 2, and the ratio); ``--append`` adds it to
+benchmarks/RESULTS.md with hardware, date, commit and command.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from posecli.runtime import resolve_device
+from posecli.runtime import hardware_name, resolve_device
 from posecli.training.loop import TrainData, Trainer, TrainOptions
 from posecli.training.lord import LordMethod
 from posecli.training.losses import ReconstructionLoss, vgg_weights_file
@@ -97,6 +96,7 @@ def main() -> None:
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
     a = ap.parse_args()
     device = resolve_device(a.device)
     torch.manual_seed(0)
@@ -106,13 +106,16 @@ def main() -> None:
     opts = TrainOptions(image_size=a.size, batch_size=a.batch, width=a.width, loss="vgg", compile=a.compile)
     p1, p2 = posecli_rates(opts, data, device, a.steps)
     q1, q2 = plain_rates(opts, data, device, a.steps)
-    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# train_throughput  size {a.size}  batch {a.batch}  width {a.width}  device {hw}  commit {commit}")
-    print(f"{'loop':<10} {'stage1 img/s':>13} {'stage2 img/s':>13}")
-    print(f"{'posecli':<10} {p1:>13.1f} {p2:>13.1f}")
-    print(f"{'plain':<10} {q1:>13.1f} {q2:>13.1f}")
-    print(f"{'ratio':<10} {p1 / q1:>13.2f} {p2 / q2:>13.2f}")
+    text = "\n".join([
+        f"size {a.size}, batch {a.batch}, width {a.width}, {opts.loss} loss, device {device.type}",
+        "", "| loop | stage 1 images/s | stage 2 images/s |", "|---|---:|---:|",
+        f"| posecli | {p1:.1f} | {p2:.1f} |", f"| plain | {q1:.1f} | {q2:.1f} |",
+        f"| ratio | {p1 / q1:.2f} | {p2 / q2:.2f} |"])
+    print(f"# train throughput on {hardware_name(device)}\n{text}")
+    if a.append:
+        from report import append_section
+
+        append_section("train throughput", device, text)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
 from functools import lru_cache
 
@@ -97,3 +98,19 @@ def inference_autocast(device: "torch.device", dtype: "torch.dtype | None"):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
+
+
+def hardware_name(device) -> str:
+    """What ran the work, for model files and benchmark results: ``[GPU; ]CPU model, N cores, torch T threads``."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    name = f"{cpu}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
+    if getattr(device, "type", str(device)) == "cuda":
+        name = f"{torch.cuda.get_device_name(device)}; {name}"
+    return name

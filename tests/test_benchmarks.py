@@ -33,3 +33,14 @@ def test_animate_fidelity_measures_against_ground_truth(tmp_path):
         r = rows[k]
         assert 0 < r["mse"] < 1 and 0 < r["ssim"] < 1 and -1 <= r["mouth"] <= 1 and np.isfinite(r["jitter"])
     assert len(list((tmp_path / "pair0_smooth0ms").glob("*.png"))) == 20
+
+
+def test_report_appends_a_reproducible_section(tmp_path):
+    report = _script("report")
+    results = tmp_path / "RESULTS.md"
+    report.append_section("demo bench", torch.device("cpu"), "| a | b |\n|---|---|", results)
+    report.append_section("demo bench", torch.device("cpu"), "second", results)
+    text = results.read_text()
+    assert text.startswith("# Benchmark results") and text.count("# Benchmark results") == 1  # header once
+    assert text.count("## demo bench (") == 2 and "| a | b |" in text and text.rstrip().endswith("second")
+    assert "- hardware: " in text and "cores, torch" in text and "- commit: " in text and "- command: `python " in text

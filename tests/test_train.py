@@ -258,6 +258,14 @@ def test_cli_train_from_videos_clips_and_manifest(runner, tmp_path):
     empty.mkdir()
     with pytest.raises(InputError, match="no videos"):
         collect_sources([str(empty)])
+    # images given as files or a glob take their identity from their folder; a glob of
+    # dataset folders reads each folder as if given alone
+    by_folder = collect_sources([str(heads)])
+    stills = collect_sources([str(heads / "head_*" / "*.png")])
+    assert stills == [s for s in by_folder if s.kind == "image"] and {s.identity for s in stills} == {"head_0000", "head_0001"}
+    assert collect_sources([str(tmp_path / "hea*")]) == by_folder
+    with pytest.raises(InputError, match="an image or a .csv manifest"):
+        collect_sources([str(heads / "synth.json")])
     # a CSV manifest mixing images of two identities
     manifest = tmp_path / "m.csv"
     rows = ["path,identity"] + [f"{p.relative_to(tmp_path)},{p.parent.name}" for p in sorted(heads.glob("head_*/*.png"))]

@@ -11,7 +11,7 @@ from posecli.cli.common import Crop, Debug, Device, Json, Overwrite, Quiet, Seed
 
 
 def train(
-    data: Annotated[list[str], typer.Argument(help="Folders (a subfolder per identity), videos or folders of videos (one identity each), CSV manifests (path,identity), or quoted globs of these.", show_default=False)],
+    data: Annotated[list[str], typer.Argument(help="Folders (a subfolder per identity), videos or folders of videos (one identity each), CSV manifests (path,identity), images (identity = their folder's name), or quoted globs of these.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="The model file to write (.safetensors).", show_default=False)],
     method: Annotated[str, typer.Option("--method", help="Training method (lord).")] = "lord",
     size: Annotated[int, typer.Option("--size", help="Image size: 32, 64 or 128.")] = 64,

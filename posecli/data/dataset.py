@@ -8,6 +8,7 @@ preparation options) so a re-run does not decode again.
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import json
 import logging
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, PoseCliError, UsageError
-from ..inputs import IMAGE_EXTS, VIDEO_EXTS, has_magic, expand_inputs
+from ..inputs import IMAGE_EXTS, VIDEO_EXTS, has_magic
 
 log = logging.getLogger("posecli")
 CACHE_VERSION = 1
@@ -76,11 +77,16 @@ def _from_manifest(path: Path) -> list[Source]:
 
 
 def collect_sources(specs: list[str]) -> list[Source]:
+    """Each spec is a dataset folder, a video, a CSV manifest, an image (its identity is the
+    name of its folder, as in DATA/<identity>/<image>) or a quoted glob of these."""
     out: list[Source] = []
     for spec in specs:
         p = Path(spec)
         if not p.exists() and has_magic(spec):  # a quoted glob: each match as if given alone
-            out += collect_sources(expand_inputs(spec, allow_stdin=False))
+            matches = sorted(glob.glob(spec, recursive=True))
+            if not matches:
+                raise InputError("glob matches no file or folder", spec)
+            out += collect_sources(matches)
             continue
         if not p.exists():
             raise InputError("no such file or folder", p)
@@ -90,8 +96,10 @@ def collect_sources(specs: list[str]) -> list[Source]:
             out += _from_manifest(p)
         elif p.suffix.lower() in VIDEO_EXTS:
             out.append(Source(str(p), p.stem, "video"))
+        elif p.suffix.lower() in IMAGE_EXTS:
+            out.append(Source(str(p), p.resolve().parent.name, "image"))
         else:
-            raise InputError("expected a folder of identity subfolders, a video or a .csv manifest", p)
+            raise InputError("expected a folder of identity subfolders, a video, an image or a .csv manifest", p)
     return out
 
 

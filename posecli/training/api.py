@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 
 from ..errors import UsageError
 from ..fileio import check_writable
+from ..runtime import hardware_name
 from .loop import TrainData, Trainer, TrainOptions
 
 log = logging.getLogger("posecli")
@@ -73,18 +73,6 @@ def train(data_specs: list[str], output: str | Path, opts: TrainOptions = TrainO
     }
     save_model(output, model.cpu().float(), training=summary, overwrite=overwrite, half=half)
     return {"output": str(output), "workdir": str(workdir), **summary}
-
-
-def hardware_name(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"{name}, {torch.get_num_threads()} threads"
 
 
 def hash_of(data) -> str:
