@@ -98,8 +98,6 @@ def inference_autocast(device: "torch.device", dtype: "torch.dtype | None"):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-
-
 def hardware_name(device) -> str:
     """What ran the work, for model files and benchmark results: ``[GPU; ]CPU model, N cores, torch T threads``."""
     import torch
