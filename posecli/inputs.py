@@ -17,6 +17,15 @@ def has_magic(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
+def glob_matches(spec: str, folders: bool = False) -> list[str]:
+    """A quoted glob's matches, sorted (``**`` recurses): files, and folders too with
+    ``folders``. Raises InputError when nothing matches."""
+    found = sorted(f for f in glob.glob(spec, recursive=True) if folders or Path(f).is_file())
+    if not found:
+        raise InputError("glob matches no file or folder" if folders else "glob matches no file", spec)
+    return found
+
+
 def expand_inputs(specs: list[str] | str, exts: tuple[str, ...] = IMAGE_EXTS, recursive: bool = False,
                   allow_stdin: bool = True) -> list[str]:
     """Each spec is a file, a folder (its files with ``exts``, sorted) or a glob.
@@ -43,10 +52,7 @@ def expand_inputs(specs: list[str] | str, exts: tuple[str, ...] = IMAGE_EXTS, re
         elif p.exists():
             out.append(str(p))
         elif has_magic(spec):
-            found = sorted(f for f in glob.glob(spec, recursive=True) if Path(f).is_file())
-            if not found:
-                raise InputError("glob matches no file", spec)
-            out.extend(found)
+            out.extend(glob_matches(spec))
         else:
             raise InputError("no such file or folder", p)
     return out

@@ -8,7 +8,6 @@ preparation options) so a re-run does not decode again.
 from __future__ import annotations
 
 import csv
-import glob
 import hashlib
 import json
 import logging
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, PoseCliError, UsageError
-from ..inputs import IMAGE_EXTS, VIDEO_EXTS, has_magic
+from ..inputs import IMAGE_EXTS, VIDEO_EXTS, glob_matches, has_magic
 
 log = logging.getLogger("posecli")
 CACHE_VERSION = 1
@@ -83,10 +82,7 @@ def collect_sources(specs: list[str]) -> list[Source]:
     for spec in specs:
         p = Path(spec)
         if not p.exists() and has_magic(spec):  # a quoted glob: each match as if given alone
-            matches = sorted(glob.glob(spec, recursive=True))
-            if not matches:
-                raise InputError("glob matches no file or folder", spec)
-            out += collect_sources(matches)
+            out += collect_sources(glob_matches(spec, folders=True))
             continue
         if not p.exists():
             raise InputError("no such file or folder", p)
