@@ -20,7 +20,7 @@ _API = {
     "animate": ("posecli.pipelines.animate", "animate"),
     "composite": ("posecli.pipelines.composite", "composite"),
     "train": ("posecli.training.api", "train"),
-    "TrainOptions": ("posecli.training.loop", "TrainOptions"),
+    "TrainOptions": ("posecli.training.options", "TrainOptions"),
     "evaluate": ("posecli.eval", "evaluate"),
 }
 

@@ -20,6 +20,17 @@ def tiny_model_path(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_cars(tmp_path_factory):
+    """4 toy cars x 16 poses at 32x32: data/<identity>/<pose>.png (read-only for tests)."""
+    from typer.testing import CliRunner
+
+    out = tmp_path_factory.mktemp("data") / "cars"
+    r = invoke(CliRunner(), ["synth", "cars", out, "--identities", "4", "--size", "32", "--azimuths", "8", "--elevations", "2"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
 @pytest.fixture
 def offline_no_downloads(monkeypatch, tmp_path):
     """POSECLI_OFFLINE set, an empty TORCH_HOME, and any torch.hub download fails the test."""

@@ -9,13 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from posecli.training.loop import TrainData, Trainer, TrainOptions
-from posecli.training.lord import LordMethod
+from posecli.training.loop import Trainer
+from posecli.training.lord import Method as LordMethod, Options as LordOptions, Stage2
 from posecli.training.losses import ReconstructionLoss
+from posecli.training.method import Batch, TrainData
+from posecli.training.options import TrainOptions
 
 from conftest import invoke
 
-TINY = dict(image_size=32, batch_size=16, width=0.125, identity_dim=16, pose_dim=8, loss="lap", log_every=2)
+TINY = dict(image_size=32, batch_size=16, loss="lap", log_every=2)
+TINY_LORD = dict(width=0.125, identity_dim=16, pose_dim=8)
+
+
+def lord_opts(epochs=1, shared=None, **method) -> TrainOptions:
+    return TrainOptions(epochs=epochs, **{**TINY, **(shared or {})},
+                        method_options=LordOptions(**{**TINY_LORD, **method}))
 
 
 def _data(n=64, ids=4, seed=0) -> TrainData:
@@ -33,10 +41,19 @@ def _data(n=64, ids=4, seed=0) -> TrainData:
 
 
 def _train(tmp: Path, opts: TrainOptions, data: TrainData, stop_after=None, resume=False):
-    method = LordMethod(opts, data, torch.device("cpu"), ReconstructionLoss(opts.loss))
-    trainer = Trainer(method, data, opts, tmp, torch.device("cpu"), quiet=True, stop_after_steps=stop_after)
+    trainer = Trainer(LordMethod, data, opts, tmp, torch.device("cpu"), ReconstructionLoss(opts.loss), quiet=True,
+                      stop_after_steps=stop_after)
     trainer.run(resume=resume)
-    return method, trainer
+    return trainer.method, trainer
+
+
+def _method(opts: TrainOptions, data: TrainData) -> LordMethod:
+    torch.manual_seed(opts.seed)
+    return LordMethod(opts, data, ReconstructionLoss(opts.loss))
+
+
+def _batch(data: TrainData, idx: torch.Tensor) -> Batch:
+    return Batch(idx, data.images[idx].float() / 255, data.labels[idx], torch.Generator().manual_seed(0))
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.01])
@@ -46,24 +63,24 @@ def test_stage2_code_loss_is_relative_to_each_tables_spread(scale):
     # identity term vanish, since that table stays tiny, and the identity encoder
     # was free to ignore it.)
     data = _data()
-    method = LordMethod(TrainOptions(**TINY), data, torch.device("cpu"), ReconstructionLoss("lap"))
+    method = _method(lord_opts(), data)
     with torch.no_grad():
         method.identity_table.weight.mul_(scale)
         method.pose_table.weight.mul_(scale)
-    method._stage2_optimizers()  # the stage starts: the tables' spread is fixed
+    method._stage2_begin()  # the stage starts: the tables' spread is fixed
     n = len(data.images)
     id_mean = method.identity_table.weight.mean(0).detach()
     pose_mean = method.pose_table.weight.mean(0).detach()
     method.model.encode_identity = lambda x: id_mean.expand(len(x), -1)
     method.model.encode_pose = lambda x: pose_mean.expand(len(x), -1)
-    x = data.images.float() / 255
-    terms = method._stage2_loss(x, data.labels, torch.arange(n), torch.Generator().manual_seed(0))
+    objective = Stage2(method.model, method.identity_table, method.pose_table, method.recon, 10.0)
+    terms = objective(_batch(data, torch.arange(n)))
     assert float(terms["code_identity"]) == pytest.approx(1.0, abs=1e-4)
     assert float(terms["code_pose"]) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_stage1_loss_falls_and_stage2_codes_approach_targets(tmp_path):
-    opts = TrainOptions(epochs=6, lr_encoder=2e-3, **TINY)
+    opts = lord_opts(6, lr_encoder=2e-3)
     method, trainer = _train(tmp_path, opts, _data())
     s1 = [h for h in trainer.history if h["stage"] == "stage1"]
     s2 = [h for h in trainer.history if h["stage"] == "stage2"]
@@ -87,7 +104,7 @@ def test_stage1_loss_falls_and_stage2_codes_approach_targets(tmp_path):
 
 @pytest.mark.parametrize("stop_after", [5, 12, 14])  # mid-epoch stage 1, epoch edge, stage 2
 def test_resume_gives_the_same_weights(tmp_path, stop_after):
-    opts = TrainOptions(epochs=2, **TINY)  # 4 steps/epoch: 8 steps each stage
+    opts = lord_opts(2)  # 4 steps/epoch: 8 steps each stage
     full, _ = _train(tmp_path / "a", opts, _data())
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path / "b", opts, _data(), stop_after=stop_after)
@@ -100,14 +117,16 @@ def test_resume_gives_the_same_weights(tmp_path, stop_after):
 def test_existing_checkpoint_needs_resume_and_matching_options(tmp_path):
     from posecli.errors import PoseCliError
 
-    opts = TrainOptions(epochs=1, **TINY)
+    opts = lord_opts(1)
     _train(tmp_path, opts, _data())
     with pytest.raises(PoseCliError, match="--resume"):
         _train(tmp_path, opts, _data())
     with pytest.raises(PoseCliError, match="other data or options"):
-        _train(tmp_path, TrainOptions(epochs=2, **TINY), _data(), resume=True)
+        _train(tmp_path, lord_opts(2), _data(), resume=True)
+    with pytest.raises(PoseCliError, match="other data or options"):  # the method's options count too
+        _train(tmp_path, lord_opts(1, noise_std=0.5), _data(), resume=True)
     # how often to checkpoint or log does not change the weights: resuming with other values is fine
-    _train(tmp_path, TrainOptions(epochs=1, checkpoint_minutes=1.0, **{**TINY, "log_every": 3}), _data(), resume=True)
+    _train(tmp_path, lord_opts(1, {"checkpoint_minutes": 1.0, "log_every": 3}), _data(), resume=True)
 
 
 def test_loss_kinds():
@@ -137,18 +156,13 @@ def test_auto_loss_falls_back_offline(monkeypatch, tmp_path, caplog):
 
 # -- the CLI end to end ----------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def cars(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    out = tmp_path_factory.mktemp("data") / "cars"
-    r = invoke(CliRunner(), ["synth", "cars", out, "--identities", "4", "--size", "32", "--azimuths", "8", "--elevations", "2"])
-    assert r.exit_code == 0, r.output
-    return out
+@pytest.fixture
+def cars(tiny_cars):
+    return tiny_cars
 
 
-TRAIN_ARGS = ["--size", "32", "--epochs", "1", "--batch-size", "16", "--width", "0.125", "--identity-dim", "16",
-              "--pose-dim", "8", "--loss", "lap", "--device", "cpu", "-q"]
+TRAIN_ARGS = ["--size", "32", "--epochs", "1", "--batch-size", "16", "--opt", "width=0.125", "--opt", "identity_dim=16",
+              "--opt", "pose_dim=8", "--loss", "lap", "--device", "cpu", "-q"]
 
 
 def test_cli_train_writes_model_and_work_folder(runner, cars, tmp_path):
@@ -159,7 +173,10 @@ def test_cli_train_writes_model_and_work_folder(runner, cars, tmp_path):
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["images"] == 64 and summary["identities"] == 4 and summary["loss"] == "lap"
-    assert summary["options"]["noise_std"] == 0.3 and summary["options"]["pose_decay"] == 0.01
+    # the aliases of a release ago still set the method's options
+    assert summary["options"]["method_options"]["noise_std"] == 0.3
+    assert summary["options"]["method_options"]["pose_decay"] == 0.01
+    assert summary["options"]["batch_size"] == 16 and summary["world_size"] == 1
     model = load_model(out)
     assert model.image_size == 32 and model.meta["training"]["epochs"] == [1, 1]
     work = tmp_path / "m.work"
@@ -191,10 +208,19 @@ def test_cli_train_bad_data(runner, tmp_path, cars):
     assert r.exit_code == 2 and "fewer than --batch-size" in r.output
     out = tmp_path / "z.safetensors"
     r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS, "--stage2-generator", "thawed"])
-    assert r.exit_code == 2 and "--stage2-generator thawed" in r.output and not out.exists()
-    for opt, bad in (("--noise-std", "-1"), ("--pose-decay", "nan")):
-        r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS, opt, bad])
-        assert r.exit_code == 2 and f"{opt} " in r.output and len(r.output.strip().splitlines()) == 1
+    assert r.exit_code == 2 and "stage2_generator=thawed" in r.output and not out.exists()
+    for args, msg in ((["--noise-std", "-1"], "--opt noise_std=-1.0: expected a finite number >= 0"),
+                      (["--opt", "pose_decay=nan"], "--opt pose_decay=nan: expected a finite number"),
+                      (["--opt", "noise_std=abc"], "--opt noise_std=abc: could not convert"),
+                      (["--opt", "stage2_epochs=1.5"], "--opt stage2_epochs=1.5: invalid literal for int"),
+                      (["--opt", "noise"], "--opt noise: expected NAME=VALUE"),
+                      (["--opt", "noise=1"], "--opt noise: not an option of --method lord (valid: stage2_epochs=None,"),
+                      (["--opt", "noise_std=1", "--noise-std", "2"], "--noise-std and --opt noise_std both set"),
+                      (["--opt", "noise_std=1", "--opt", "noise_std=2"], "--opt noise_std: given twice"),
+                      (["--method", "gan"], "--method gan: unknown (available: ")):
+        r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS, *args])
+        assert r.exit_code == 2, (args, r.output)
+        assert msg in r.output and len(r.output.strip().splitlines()) == 1, (args, r.output)
         assert not out.exists()
 
 
@@ -215,11 +241,10 @@ def test_cli_train_skips_corrupt_files_unless_strict(runner, tmp_path, cars):
 
 def test_bf16_on_cpu_trains_and_resumes_in_fp32(tmp_path):
     """--precision bf16 (autocast + channels_last) on CPU; weights stay fp32 and load anywhere."""
-    opts = TrainOptions(epochs=3, **TINY)
+    opts = lord_opts(3, {"precision": "bf16"})
     data = _data()
-    method = LordMethod(opts, data, torch.device("cpu"), ReconstructionLoss(opts.loss))
-    trainer = Trainer(method, data, opts, tmp_path, torch.device("cpu"), quiet=True, precision="bf16")
-    trainer.run()
+    method, trainer = _train(tmp_path, opts, data)
+    assert trainer.precision == "bf16"
     s1 = [h for h in trainer.history if h["stage"] == "stage1"]
     assert s1[-1]["recon"] < s1[0]["recon"]
     assert all(p.dtype == torch.float32 for p in method.model.parameters())
@@ -293,16 +318,14 @@ def test_posecli_offline_never_tries_the_vgg_download(offline_no_downloads):
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
 def test_stage2_trains_the_generator_only_when_asked(mode):
     data = _data()
-    method = LordMethod(TrainOptions(stage2_generator=mode, **TINY), data, torch.device("cpu"),
-                        ReconstructionLoss("lap"))
-    (opt,) = method._stage2_optimizers()
+    method = _method(lord_opts(stage2_generator=mode), data)
+    opt = method._stage2_optimizer()
     trained = {id(p) for g in opt.param_groups for p in g["params"]}
     m = method.model
     gen = list(m.generator.parameters()) + list(m.modulation.parameters())
     enc = list(m.identity_encoder.parameters()) + list(m.pose_encoder.parameters())
     assert all(id(p) in trained for p in enc)
     assert all((id(p) in trained) == (mode == "finetune") for p in gen)
-    assert all(p.requires_grad == (mode == "finetune") for p in gen)
 
 
 def test_encoders_predict_standardised_codes_and_old_files_still_load(tmp_path):
@@ -310,8 +333,7 @@ def test_encoders_predict_standardised_codes_and_old_files_still_load(tmp_path):
     from safetensors.torch import load_file, save_file
 
     data = _data()
-    method = LordMethod(TrainOptions(**TINY), data, torch.device("cpu"), ReconstructionLoss("lap"))
-    m = method.model
+    m = _method(lord_opts(), data).model
     ids, poses = torch.randn(5, 16) * 0.01 + 3.0, torch.randn(40, 8) * 2.0 - 1.0
     m.set_code_statistics(ids, poses)
     assert torch.allclose(m.identity_mean, ids.mean(0)) and torch.allclose(m.pose_scale, poses.std(0, correction=0))
@@ -330,12 +352,33 @@ def test_encoders_predict_standardised_codes_and_old_files_still_load(tmp_path):
         assert torch.allclose(old.encode_pose(x), m.pose_encoder(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("bad", [{"epochs": 0}, {"stage2_epochs": 0}, {"batch_size": 0}, {"lr_latent": 0.0},
-                                 {"lr_generator": float("nan")}, {"noise_std": -1.0}, {"pose_decay": float("inf")},
-                                 {"stage2_generator": "thawed"}])
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"batch_size": 0}, {"precision": "fp8"}])
 def test_train_options_reject_bad_values_for_library_callers_too(bad):
     from posecli.errors import UsageError
 
     (key, value), = bad.items()
     with pytest.raises(UsageError, match=f"--{key.replace('_', '-')} {value}"):
         TrainOptions(**bad)
+
+
+@pytest.mark.parametrize("bad", [{"stage2_epochs": 0}, {"lr_latent": 0.0}, {"lr_generator": float("nan")},
+                                 {"noise_std": -1.0}, {"pose_decay": float("inf")}, {"stage2_generator": "thawed"},
+                                 {"ema": 1.0}])
+def test_lord_options_reject_bad_values_for_library_callers_too(bad):
+    from posecli.errors import UsageError
+
+    (key, value), = bad.items()
+    with pytest.raises(UsageError, match=f"--opt {key}={value}"):
+        LordOptions(**bad)
+
+
+def test_list_opts_prints_every_option_with_default_and_help(runner):
+    import dataclasses
+
+    r = invoke(runner, ["train", "--method", "lord", "--list-opts"])
+    assert r.exit_code == 0, r.output
+    for f in dataclasses.fields(LordOptions):
+        line = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith(f.name + " "))
+        assert f"default {f.default!r}" in line and f.metadata["help"] in line
+    r = invoke(runner, ["train", "-o", "x.safetensors"])
+    assert r.exit_code == 2 and "missing DATA" in r.output

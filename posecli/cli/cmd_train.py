@@ -2,42 +2,60 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from posecli.training import METHODS
 from posecli.cli.common import Crop, Debug, Device, Json, Overwrite, Quiet, Seed, Verbose, cli_errors, emit_json
 
 
+ALIASES = {  # flag -> method option; kept for a release, --opt NAME=VALUE is preferred
+    "--stage2-epochs": "stage2_epochs", "--lr-generator": "lr_generator", "--lr-latent": "lr_latent",
+    "--lr-encoder": "lr_encoder", "--noise-std": "noise_std", "--pose-decay": "pose_decay",
+    "--stage2-generator": "stage2_generator", "--width": "width", "--identity-dim": "identity_dim",
+    "--pose-dim": "pose_dim",
+}
+
+
+def _alias(flag: str, kind=float):
+    name = ALIASES[flag]
+    return Annotated[Optional[kind], typer.Option(flag, help=f"Same as --opt {name}=VALUE (kept for a release; prefer --opt).",
+                                                  show_default=False)]
+
+
 def train(
-    data: Annotated[list[str], typer.Argument(help="Folders (a subfolder per identity), videos or folders of videos (one identity each), CSV manifests (path,identity), images (identity = their folder's name), or quoted globs of these.", show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The model file to write (.safetensors).", show_default=False)],
-    method: Annotated[str, typer.Option("--method", help="Training method (lord).")] = "lord",
+    data: Annotated[Optional[list[str]], typer.Argument(help="Folders (a subfolder per identity), videos or folders of videos (one identity each), CSV manifests (path,identity), images (identity = their folder's name), or quoted globs of these.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="The model file to write (.safetensors).", show_default=False)] = None,
+    method: Annotated[str, typer.Option("--method", help=f"Training method: {', '.join(METHODS)}.")] = "lord",
+    opt: Annotated[Optional[list[str]], typer.Option("--opt", metavar="NAME=VALUE", help="A method option (repeatable); --list-opts shows them with their defaults.", show_default=False)] = None,
+    list_opts: Annotated[bool, typer.Option("--list-opts", help="Print the options of --method with their defaults and exit.")] = False,
     size: Annotated[int, typer.Option("--size", help="Image size: 32, 64 or 128.")] = 64,
     crop: Crop = "center",
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs of each stage.")] = 200,
-    stage2_epochs: Annotated[Optional[int], typer.Option("--stage2-epochs", help="Epochs of stage 2 (default: --epochs).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step.")] = 128,
-    lr_generator: Annotated[float, typer.Option("--lr-generator", help="Stage-1 generator/modulation learning rate.")] = 3e-4,
-    lr_latent: Annotated[float, typer.Option("--lr-latent", help="Stage-1 embedding learning rate.")] = 3e-3,
-    lr_encoder: Annotated[float, typer.Option("--lr-encoder", help="Stage-2 learning rate.")] = 1e-4,
-    noise_std: Annotated[float, typer.Option("--noise-std", help="Stage-1 Gaussian noise added to the pose codes (LORD's regulariser: less noise lets the pose codes carry more, and more of the identity).")] = 1.0,
-    pose_decay: Annotated[float, typer.Option("--pose-decay", help="Stage-1 penalty on the pose codes' squared norm.")] = 1e-3,
-    stage2_generator: Annotated[str, typer.Option("--stage2-generator", help="finetune: stage 2 trains the generator with the encoders, as the papers do; frozen: the encoders learn against the stage-1 generator.")] = "finetune",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step (over all processes under torchrun).")] = 128,
     loss: Annotated[str, typer.Option("--loss", help="auto | vgg | lap | l1 (auto: VGG perceptual when its weights can be had, else lap).")] = "auto",
-    width: Annotated[float, typer.Option("--width", help="Channel multiplier of the networks (1 = the papers' networks).")] = 1.0,
-    identity_dim: Annotated[int, typer.Option("--identity-dim", help="Identity code size.")] = 256,
-    pose_dim: Annotated[int, typer.Option("--pose-dim", help="Pose code size.")] = 128,
     fps: Annotated[float, typer.Option("--fps", help="Frames sampled per second of video.")] = 5.0,
     clip_seconds: Annotated[float, typer.Option("--clip-seconds", help="Cut videos into clips of this length, each an identity (0: whole videos).")] = 0.0,
     workdir: Annotated[Optional[Path], typer.Option("--workdir", help="Checkpoints, samples and loss curves (default: OUTPUT with .work).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in the work folder.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in the work folder (with any number of processes).")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on unreadable files instead of skipping them.")] = False,
     half: Annotated[bool, typer.Option("--half", help="Store the model in fp16 (half the size).")] = False,
-    precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 (auto: bf16 autocast on CUDA, fp32 on CPU; bf16 on a CPU with AMX is about 2x faster).")] = "auto",
-    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the generator (CUDA).")] = False,
+    precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 (auto: bf16 autocast on GPUs that have it, fp16 with a gradient scaler on older ones, fp32 on CPU; bf16 on a CPU with AMX is about 2x faster).")] = "auto",
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile each training objective (CUDA).")] = False,
     checkpoint_minutes: Annotated[float, typer.Option("--checkpoint-minutes", help="Also checkpoint this often within an epoch.")] = 5.0,
+    stage2_epochs: _alias("--stage2-epochs", int) = None,
+    lr_generator: _alias("--lr-generator") = None,
+    lr_latent: _alias("--lr-latent") = None,
+    lr_encoder: _alias("--lr-encoder") = None,
+    noise_std: _alias("--noise-std") = None,
+    pose_decay: _alias("--pose-decay") = None,
+    stage2_generator: _alias("--stage2-generator", str) = None,
+    width: _alias("--width") = None,
+    identity_dim: _alias("--identity-dim", int) = None,
+    pose_dim: _alias("--pose-dim", int) = None,
     seed: Seed = 0,
     device: Device = "auto",
     overwrite: Overwrite = False,
@@ -46,30 +64,42 @@ def train(
     quiet: Quiet = False,
     verbose: Verbose = 0,
 ) -> None:
-    """Learn a model that separates identity from pose (LORD: latent optimisation, then encoders).
+    """Learn a model that separates identity from pose (LORD by default: latent optimisation, then encoders).
 
     Progress, checkpoints (every epoch; Ctrl-C writes one and exits 130), sample
     grids and the loss curve go to the work folder; --resume continues there.
+    Method options: --opt NAME=VALUE (see --list-opts). Several GPUs or machines:
+    torchrun --nproc-per-node N -m posecli train ... (--batch-size is the global batch).
 
-    Example: posecli synth cars data --identities 50 && posecli train data -o cars.safetensors --epochs 20
+    Example: posecli synth cars data --identities 50 && posecli train data -o cars.safetensors --epochs 20 --opt noise_std=0.3
     """
     with cli_errors(debug, quiet, verbose):
-        from posecli.regions import CROP_MODES
         from posecli.errors import UsageError
+        from posecli.regions import CROP_MODES
+        from posecli.training import options_class
         from posecli.training.api import train as run_train
-        from posecli.training.loop import TrainOptions
+        from posecli.training.options import TrainOptions, describe, parse_opts
 
+        if list_opts:
+            typer.echo(f"options of --method {method} (set with --opt NAME=VALUE):\n{describe(options_class(method))}")
+            return
+        if not data:
+            raise UsageError("missing DATA: the folders, videos, images or manifests to train on")
+        if output is None:
+            raise UsageError("missing -o/--output: the model file to write")
         if crop not in CROP_MODES:
             raise UsageError(f"--crop {crop}: expected one of {', '.join(CROP_MODES)}")
-        opts = TrainOptions(method=method, image_size=size, epochs=epochs, stage2_epochs=stage2_epochs,
-                            batch_size=batch_size, lr_generator=lr_generator, lr_latent=lr_latent,
-                            lr_encoder=lr_encoder, loss=loss, width=width, identity_dim=identity_dim,
-                            pose_dim=pose_dim, noise_std=noise_std, pose_decay=pose_decay, seed=seed,
-                            compile=compile_, stage2_generator=stage2_generator,
-                            checkpoint_minutes=checkpoint_minutes)
+        given = dict(zip(ALIASES, (stage2_epochs, lr_generator, lr_latent, lr_encoder, noise_std, pose_decay,
+                                   stage2_generator, width, identity_dim, pose_dim)))
+        method_options = parse_opts(method, opt or [], {f: (ALIASES[f], v) for f, v in given.items()})
+        opts = TrainOptions(method=method, image_size=size, epochs=epochs, batch_size=batch_size, loss=loss,
+                            seed=seed, precision=precision, compile=compile_, checkpoint_minutes=checkpoint_minutes,
+                            method_options=method_options)
         summary = run_train(data, output, opts, workdir=workdir, resume=resume, overwrite=overwrite,
                             device=device, crop=crop, fps=fps, clip_seconds=clip_seconds, strict=strict,
-                            quiet=quiet, half=half, precision=precision)
+                            quiet=quiet, half=half)
+        if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+            return
         if json_out:
             emit_json(summary)
         elif not quiet:

@@ -20,7 +20,7 @@ from ..errors import InputError, PoseCliError, UsageError
 from ..inputs import IMAGE_EXTS, VIDEO_EXTS, glob_matches, has_magic
 
 log = logging.getLogger("posecli")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: clip and frame indices
 
 
 @dataclass
@@ -37,6 +37,14 @@ class ImageSet:
     names: list[str]  # identity names
     paths: list[str]  # where each image came from ("video.mp4#frame")
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    clips: np.ndarray | None = None  # (N,) int64 index of the video clip of each frame, -1 for stills
+    frames: np.ndarray | None = None  # (N,) int64 frame index within its clip, -1 for stills
+
+    def __post_init__(self):
+        if self.clips is None:
+            self.clips = np.full(len(self.images), -1, np.int64)
+        if self.frames is None:
+            self.frames = np.full(len(self.images), -1, np.int64)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -113,7 +121,8 @@ def _cache_key(sources: list[Source], size: int, crop: str, fps: float, clip_sec
 
 
 def _video_frames(src: Source, size: int, crop: str, fps: float, clip_seconds: float, misses: list[str]):
-    """(identity, frame, name) for each sampled frame; clips become identities of their own."""
+    """(identity, frame, name, clip number, frame in clip) for each sampled frame; clips
+    become identities of their own."""
     from ..media.video import VideoReader
     from ..regions import crop_for_model
 
@@ -121,8 +130,9 @@ def _video_frames(src: Source, size: int, crop: str, fps: float, clip_seconds: f
         per_clip = int(round(clip_seconds * fps)) if clip_seconds > 0 else 0
         n = 0
         for i, frame in enumerate(reader):
-            ident = f"{src.identity}_clip{i // per_clip:03d}" if per_clip else src.identity
-            yield ident, crop_for_model(frame, size, crop, f"{src.path}#{i}", misses), f"{src.path}#{i}"
+            clip, in_clip = divmod(i, per_clip) if per_clip else (0, i)
+            ident = f"{src.identity}_clip{clip:03d}" if per_clip else src.identity
+            yield ident, crop_for_model(frame, size, crop, f"{src.path}#{i}", misses), f"{src.path}#{i}", clip, in_clip
             n += 1
     if n == 0:
         raise InputError("video yields no frames", src.path)
@@ -146,19 +156,23 @@ def load_image_set(specs: list[str], size: int = 64, crop: str = "center", fps: 
                 meta = json.loads(str(z["meta"]))
                 log.info(f"using decoded data cached in {cache}")
                 return ImageSet(z["images"], z["labels"], meta["names"], meta["paths"],
-                                [tuple(s) for s in meta["skipped"]])
+                                [tuple(s) for s in meta["skipped"]], z["clips"], z["frames"])
         except (OSError, ValueError, KeyError):
             log.warning(f"{cache}: unreadable cache, decoding again")
 
-    images, idents, paths, skipped, no_face = [], [], [], [], []
+    images, idents, paths, clips, frames, skipped, no_face = [], [], [], [], [], [], []
+    n_clips = 0
     for src in progress(sources, desc="decoding", unit="file", quiet=quiet):
         try:
             if src.kind == "video":
-                for ident, frame, name in _video_frames(src, size, crop, fps, clip_seconds, no_face):
-                    images.append(frame); idents.append(ident); paths.append(name)
+                got = [(ident, frame, name, n_clips + c, f)
+                       for ident, frame, name, c, f in _video_frames(src, size, crop, fps, clip_seconds, no_face)]
+                for ident, frame, name, c, f in got:  # a video that fails half-way adds nothing
+                    images.append(frame); idents.append(ident); paths.append(name); clips.append(c); frames.append(f)
+                n_clips = max(clips) + 1
             else:
                 images.append(crop_for_model(read_image(src.path), size, crop, src.path, no_face))
-                idents.append(src.identity); paths.append(src.path)
+                idents.append(src.identity); paths.append(src.path); clips.append(-1); frames.append(-1)
         except PoseCliError as e:
             if strict:
                 raise
@@ -173,13 +187,15 @@ def load_image_set(specs: list[str], size: int = 64, crop: str = "center", fps: 
         raise InputError("no readable images in the training data", ", ".join(specs))
     names = sorted(set(idents))
     index = {n: i for i, n in enumerate(names)}
-    data = ImageSet(np.stack(images), np.array([index[i] for i in idents], np.int64), names, paths, skipped)
+    data = ImageSet(np.stack(images), np.array([index[i] for i in idents], np.int64), names, paths, skipped,
+                    np.array(clips, np.int64), np.array(frames, np.int64))
     if cache is not None:
         from ..fileio import atomic_path
 
         meta = json.dumps({"names": names, "paths": paths, "skipped": skipped})
         with atomic_path(cache, overwrite=True) as tmp, open(tmp, "wb") as f:
-            np.savez(f, images=data.images, labels=data.labels, meta=np.array(meta))
+            np.savez(f, images=data.images, labels=data.labels, clips=data.clips, frames=data.frames,
+                     meta=np.array(meta))
     return data
 
 

@@ -1,21 +1,32 @@
-"""Training: losses, the shared loop, checkpoints and each method's objective.
+"""Training: the shared loop, batches, checkpoints, losses and one module per method.
 
-TRAINERS maps a method name to its objective class (``module:Class``), loaded lazily.
+METHODS maps a method name to its training module, loaded lazily. A method module
+defines ``Options`` (its frozen options dataclass) and ``Method`` (networks assembly,
+objectives, optimiser groups and stages; see posecli/training/method.py). The same
+names key ``posecli.models.MODEL_REGISTRY``: a test checks that the two agree.
 """
 
 from __future__ import annotations
 
 import importlib
 
-TRAINERS: dict[str, str] = {
-    "lord": "posecli.training.lord:LordMethod",
+METHODS: dict[str, str] = {
+    "lord": "posecli.training.lord",
+    "esser": "posecli.training.esser",
 }
 
 
-def trainer_class(method: str):
+def method_module(method: str):
     from posecli.errors import UsageError
 
-    if method not in TRAINERS:
-        raise UsageError(f"--method {method}: unknown (available: {', '.join(sorted(TRAINERS))})")
-    module, name = TRAINERS[method].split(":")
-    return getattr(importlib.import_module(module), name)
+    if method not in METHODS:
+        raise UsageError(f"--method {method}: unknown (available: {', '.join(sorted(METHODS))})")
+    return importlib.import_module(METHODS[method])
+
+
+def method_class(method: str):
+    return method_module(method).Method
+
+
+def options_class(method: str):
+    return method_module(method).Options

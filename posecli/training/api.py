@@ -1,10 +1,13 @@
-"""train(): data -> a model file, with a resumable work folder beside it."""
+"""train(): data -> a model file, with a resumable work folder beside it.
+
+Under torchrun every process calls this: rank 0 decodes the data (the others then
+read its cache), and rank 0 alone writes checkpoints, pictures and the model file.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -12,7 +15,8 @@ import torch
 from ..errors import UsageError
 from ..fileio import check_writable
 from ..runtime import hardware_name
-from .loop import TrainData, Trainer, TrainOptions
+from .method import TrainData
+from .options import TrainOptions
 
 log = logging.getLogger("posecli")
 SIZES = (32, 64, 128)
@@ -26,52 +30,76 @@ def train(data_specs: list[str], output: str | Path, opts: TrainOptions = TrainO
           workdir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
           device: str | torch.device = "cpu", crop: str = "center", fps: float = 5.0,
           clip_seconds: float = 0.0, strict: bool = False, quiet: bool = False, half: bool = False,
-          stop_after_steps: int | None = None, precision: str = "auto") -> dict:
+          stop_after_steps: int | None = None) -> dict:
     """Train ``opts.method`` on the data and write the model file; returns a summary."""
-    from ..data.dataset import check_trainable, load_image_set
-    from ..modelfile import SUFFIX, save_model
+    from ..modelfile import SUFFIX
     from ..runtime import resolve_device
-    from . import trainer_class
-    from .losses import ReconstructionLoss
+    from . import distributed as D
+    from . import method_class
 
     output = Path(output)
     if output.suffix != SUFFIX:
         raise UsageError(f"-o {output}: model files end in {SUFFIX}")
     if opts.image_size not in SIZES:
         raise UsageError(f"--size {opts.image_size}: expected one of {', '.join(map(str, SIZES))}")
-    check_writable(output, overwrite)  # fail before hours of training, not after
-    method_cls = trainer_class(opts.method)
+    method_cls = method_class(opts.method)
     device = resolve_device(device) if isinstance(device, str) else device
-    workdir = Path(workdir) if workdir else default_workdir(output)
-    workdir.mkdir(parents=True, exist_ok=True)
+    dist, device = D.setup(device)
+    try:
+        if dist.main:
+            check_writable(output, overwrite)  # fail before hours of training, not after
+        return _train(data_specs, output, opts, method_cls, dist, device, workdir=workdir, resume=resume,
+                      overwrite=overwrite, crop=crop, fps=fps, clip_seconds=clip_seconds, strict=strict,
+                      quiet=quiet or not dist.main, half=half, stop_after_steps=stop_after_steps)
+    finally:
+        D.teardown()
 
-    data = load_image_set(data_specs, opts.image_size, crop, fps, clip_seconds, strict,
-                          cache_dir=workdir / "cache", quiet=quiet)
+
+def _train(data_specs, output: Path, opts: TrainOptions, method_cls, dist, device, *, workdir, resume, overwrite,
+           crop, fps, clip_seconds, strict, quiet, half, stop_after_steps) -> dict:
+    from ..data.dataset import check_trainable, load_image_set
+    from ..modelfile import save_model
+    from . import distributed as D
+    from .loop import Trainer
+    from .losses import ReconstructionLoss
+
+    workdir = Path(workdir) if workdir else default_workdir(output)
+    if dist.main:
+        workdir.mkdir(parents=True, exist_ok=True)
+    with D.main_first(dist):  # rank 0 decodes into the cache; the others read it
+        data = load_image_set(data_specs, opts.image_size, crop, fps, clip_seconds, strict,
+                              cache_dir=workdir / "cache" if dist.main or workdir.is_dir() else None, quiet=quiet)
     check_trainable(data, opts.batch_size, " ".join(data_specs))
-    log.info(f"{len(data)} images of {len(data.names)} identities, {opts.image_size}px, on {device}")
+    log.info(f"{len(data)} images of {len(data.names)} identities, {opts.image_size}px, on {device}"
+             + (f", {dist.world} processes" if dist.enabled else ""))
 
     loss = ReconstructionLoss(opts.loss).to(device)
+    from dataclasses import replace
+
     opts = replace(opts, loss=loss.kind)  # the checkpoint and the model file record the loss used
     images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous().to(device)  # uint8, resident
     tdata = TrainData(images, torch.from_numpy(data.labels).to(device), len(data.names),
-                      key=f"{len(data)}:{len(data.names)}:{hash_of(data)}")
+                      key=f"{len(data)}:{len(data.names)}:{hash_of(data)}",
+                      clips=torch.from_numpy(data.clips).to(device), frames=torch.from_numpy(data.frames).to(device))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    method = method_cls(opts, tdata, device, loss)
-    trainer = Trainer(method, tdata, opts, workdir, device, quiet, stop_after_steps, precision)
+    trainer = Trainer(method_cls, tdata, opts, workdir, device, loss, quiet, stop_after_steps, dist)
     t0 = time.monotonic()
     trainer.run(resume=resume)
+    method = trainer.method
     model = method.final_model().eval()
     last = {k: round(v, 6) for k, v in trainer.history[-1].items() if k not in ("stage", "step", "epoch")} \
         if trainer.history else {}
     summary = {
         "data": " ".join(data_specs), "images": len(data), "identities": len(data.names),
         "skipped": len(data.skipped), "loss": loss.kind, "epochs": [s.epochs for s in method.stages()],
-        "options": asdict(opts), "final": last, "device": str(device),
-        "hardware": hardware_name(device),
-        "precision": "bf16" if trainer.bf16 else "fp32", "train_seconds": round(trainer.elapsed, 1), "wall_seconds_this_run": round(time.monotonic() - t0, 1),
+        "options": opts.to_dict(), "final": last, **method.summary(), "device": str(device),
+        "hardware": hardware_name(device), "world_size": dist.world,
+        "precision": trainer.precision, "train_seconds": round(trainer.elapsed, 1),
+        "wall_seconds_this_run": round(time.monotonic() - t0, 1),
     }
-    save_model(output, model.cpu().float(), training=summary, overwrite=overwrite, half=half)
+    if dist.main:
+        save_model(output, model.cpu().float(), training=summary, overwrite=overwrite, half=half)
     return {"output": str(output), "workdir": str(workdir), **summary}
 
 

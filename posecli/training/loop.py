@@ -1,11 +1,17 @@
-"""The one training loop every method and stage shares.
+"""The one training loop every method, stage and phase shares.
 
-A method (posecli/training/<method>.py) provides its modules and a list of
-stages; each stage makes its optimizers and computes a loss for a batch of
-indices. The loop owns batching on the device, the cosine schedule, autocast,
-progress, checkpoints (every epoch, every few minutes and on Ctrl-C), sample
-grids and loss curves. Everything random is derived from (seed, stage, step), so
-a resumed run ends with the same weights as an uninterrupted one.
+A method (posecli/training/<name>.py) provides its networks and stages; a stage
+runs its phases on every step (method.py has the contract). The loop owns the
+rest: seeding and device placement, batches built on the device (uint8 to float
+through media.convert), autocast and the gradient scaler, torch.compile,
+DistributedDataParallel under torchrun, per-phase gradients, optimisers and
+learning-rate schedules, EMA copies, metrics, the progress bar, checkpoints (every
+epoch, every few minutes and on Ctrl-C or SIGTERM), resume, sample grids and the
+loss curve.
+
+Everything random is derived from (seed, stage, step) and the global batch is cut
+the same way whatever the number of processes, so a resumed run ends with the same
+weights as an uninterrupted one, and a checkpoint resumes with any world size.
 """
 
 from __future__ import annotations
@@ -16,219 +22,248 @@ import logging
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from ..errors import PoseCliError, UsageError
 from ..fileio import write_bytes_atomic
+from ..media.convert import uint8_to_float
 from ..progress import progress
+from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint
+from .method import BATCH_KINDS, Batch, Phase, Stage, TrainData
+from .options import TrainOptions
 
 log = logging.getLogger("posecli")
-PRECISIONS = ("auto", "fp32", "bf16")
-STAGE2_GENERATOR = ("finetune", "frozen")
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    method: str = "lord"
-    image_size: int = 64
-    epochs: int = 200  # per stage
-    stage2_epochs: int | None = None  # default: same as epochs
-    batch_size: int = 128
-    lr_generator: float = 3e-4
-    lr_latent: float = 3e-3
-    lr_encoder: float = 1e-4
-    lr_min: float = 1e-5
-    identity_dim: int = 256
-    pose_dim: int = 128
-    width: float = 1.0
-    noise_std: float = 1.0
-    pose_decay: float = 1e-3
-    code_weight: float = 10.0
-    stage2_generator: str = "finetune"  # finetune (the papers) | frozen
-    loss: str = "auto"
-    seed: int = 0
-    checkpoint_minutes: float = 5.0
-    log_every: int = 10
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        """Bad options fail here, for the library as for the CLI (messages name the CLI flags)."""
-        for name, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
-            if v < 1:
-                raise UsageError(f"{name} {v}: must be at least 1")
-        if self.stage2_epochs is not None and self.stage2_epochs < 1:
-            raise UsageError(f"--stage2-epochs {self.stage2_epochs}: must be at least 1")
-        for name, v in (("--lr-generator", self.lr_generator), ("--lr-latent", self.lr_latent),
-                        ("--lr-encoder", self.lr_encoder)):
-            if not (math.isfinite(v) and v > 0):
-                raise UsageError(f"{name} {v}: expected a positive number")
-        for name, v in (("--noise-std", self.noise_std), ("--pose-decay", self.pose_decay)):
-            if not (math.isfinite(v) and v >= 0):
-                raise UsageError(f"{name} {v}: expected a finite number >= 0")
-        if self.stage2_generator not in STAGE2_GENERATOR:
-            raise UsageError(f"--stage2-generator {self.stage2_generator}: expected {' or '.join(STAGE2_GENERATOR)}")
-
-    def fingerprint(self) -> str:
-        """What must match to resume: everything that changes the weights (not how
-        often to checkpoint or log, nor whether the step is compiled)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("checkpoint_minutes", "log_every", "compile")}
-        return json.dumps(d, sort_keys=True)
-
-
-@dataclass
-class Stage:
-    name: str
-    epochs: int
-    make_optimizers: Callable[[], list[torch.optim.Optimizer]]
-    # loss(x, labels, idx, generator) -> {"loss": total, term: value, ...}
-    loss: Callable[..., dict[str, torch.Tensor]]
-    sample: Callable[[], "object"]  # -> uint8 grid image
-
-
-@dataclass
-class TrainData:
-    images: torch.Tensor  # (N, 3, S, S) uint8 on the device
-    labels: torch.Tensor  # (N,) int64 on the device
-    n_identities: int
-    key: str  # identifies the decoded data (for resume checks)
+CHECKPOINT_VERSION = 2
+N_SAMPLES = 6
 
 
 def cosine_lr(base: float, lr_min: float, t: int, total: int) -> float:
     return lr_min + (base - lr_min) * 0.5 * (1 + math.cos(math.pi * min(t, total) / max(total, 1)))
 
 
-class _StopFlag:
-    """SIGINT sets a flag; the loop stops between steps (a second Ctrl-C kills at once)."""
+def scheduled_lr(phase: Phase, base: float, lr_min: float, t: int, total: int) -> float:
+    if phase.schedule == "constant":
+        return base
+    if phase.schedule == "linear":
+        end = 0.0 if phase.lr_end is None else phase.lr_end
+        return end + (base - end) * (1 - min(t, total) / max(total, 1))
+    return cosine_lr(base, lr_min if phase.lr_end is None else phase.lr_end, t, total)
 
-    def __init__(self):
-        self.set = False
+
+class _StopFlag:
+    """SIGINT or SIGTERM sets a flag; the loop stops between steps (a second signal
+    aborts at once; under torchrun, where the launcher forwards the terminal's Ctrl-C
+    that every process already got, only one that comes more than 3 s later)."""
+
+    def __init__(self, grace: float = 0.0):
+        self.set, self.grace, self.t = False, grace, 0.0
 
     @contextlib.contextmanager
     def installed(self):
         try:
-            prev = signal.signal(signal.SIGINT, self._handler)
+            prev = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
         except ValueError:  # not the main thread
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, prev)
+            for s, h in prev.items():
+                signal.signal(s, h)
 
     def _handler(self, signum, frame):
         if self.set:
-            raise KeyboardInterrupt
-        self.set = True
-        log.warning("interrupt: finishing this step and writing a checkpoint (Ctrl-C again to abort at once)")
+            if time.monotonic() - self.t > self.grace:
+                raise KeyboardInterrupt
+            return
+        self.set, self.t = True, time.monotonic()
+        log.warning(f"{signal.Signals(signum).name}: finishing this step and writing a checkpoint "
+                    "(signal again to abort at once)")
+
+
+class _PhaseRun:
+    """A phase ready to run: its (wrapped) objective, optimiser, parameters and scaler."""
+
+    def __init__(self, phase: Phase, method, dist: D.Dist, compile_: bool, fp16: bool):
+        self.phase = phase
+        self.opt = phase.make_optimizer()
+        for g in self.opt.param_groups:
+            g.setdefault("base_lr", g["lr"])
+        self.params = [p for g in self.opt.param_groups for p in g["params"]]
+        latent_ids = {id(t.weight) for t in method.latents.values()}
+        self.latents = [t.weight for t in method.latents.values() if any(p is t.weight for p in self.params)]
+        shared = [p for p in self.params if id(p) not in latent_ids]
+        for p in self.params:
+            p.requires_grad_(True)
+        self.run = D.wrap(phase.objective, shared, dist)
+        if compile_:
+            self.run = torch.compile(self.run)
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
 
 
 class Trainer:
-    def __init__(self, method, data: TrainData, opts: TrainOptions, workdir: Path, device: torch.device,
-                 quiet: bool = False, stop_after_steps: int | None = None, precision: str = "auto"):
-        self.method, self.data, self.opts, self.workdir = method, data, opts, Path(workdir)
-        self.device, self.quiet, self.stop_after_steps = device, quiet, stop_after_steps
-        # bf16 autocast: always on CUDA; on CPU only when asked (fp32 is the safe default;
-        # CPUs with AMX run the networks about twice as fast in bf16 + channels_last)
-        if precision not in PRECISIONS:
-            raise PoseCliError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
-        self.bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-        self.channels_last = self.bf16 or device.type == "cuda"
-        if self.channels_last:
-            for m in method.modules.values():
+    def __init__(self, method_cls, data: TrainData, opts: TrainOptions, workdir: Path, device: torch.device,
+                 recon: nn.Module, quiet: bool = False, stop_after_steps: int | None = None,
+                 dist: D.Dist = D.Dist()):
+        self.data, self.opts, self.workdir = data, opts, Path(workdir)
+        self.device, self.quiet, self.stop_after_steps, self.dist = device, quiet, stop_after_steps, dist
+        if opts.batch_size % dist.world:
+            raise UsageError(f"--batch-size {opts.batch_size}: must be a multiple of the {dist.world} processes")
+        # bf16 autocast where the GPU has it (no scaler needed), fp16 with a gradient
+        # scaler on older GPUs; on CPU only when asked (fp32 is the safe default; CPUs
+        # with AMX run the networks about twice as fast in bf16 + channels_last)
+        cuda = device.type == "cuda"
+        auto_bf16 = cuda and torch.cuda.is_bf16_supported()
+        self.amp_dtype = (torch.bfloat16 if opts.precision == "bf16" or (opts.precision == "auto" and auto_bf16)
+                          else torch.float16 if opts.precision == "auto" and cuda else None)
+        self.channels_last = self.amp_dtype is not None or cuda
+        torch.manual_seed(opts.seed)  # the method's initial weights: the same on every rank
+        self.method = method_cls(opts, data, recon)
+        self.method.dist = dist
+        for m in self.method.modules.values():
+            m.to(device)
+            if self.channels_last:
                 m.to(memory_format=torch.channels_last)
+        self.all_params = [p for m in self.method.modules.values() for p in m.parameters()]
         self.history: list[dict] = []
-        self.stop = _StopFlag()
+        self.stop = _StopFlag(grace=3.0 if dist.enabled else 0.0)
         self.elapsed = 0.0
+        self.ema: dict[str, torch.optim.swa_utils.AveragedModel] = {}
+        # the images shown in sample grids: distinct identities, varied poses
+        g = torch.Generator().manual_seed(opts.seed)
+        labels = data.labels.cpu()
+        self.sample_ids = torch.tensor([int(torch.nonzero(labels == i)[0])
+                                        for i in range(min(N_SAMPLES, data.n_identities)) if (labels == i).any()])
+        self.sample_poses = torch.randperm(len(data), generator=g)[:N_SAMPLES]
+
+    @property
+    def precision(self) -> str:
+        return {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.amp_dtype]
 
     # -- checkpoints -----------------------------------------------------------
-    def _state(self, stage_i: int, epoch: int, step: int, gstep: int, optimizers) -> dict:
+    def _state(self, pos: tuple[int, int, int], gstep: int, runs: list[_PhaseRun], acc=None, n_acc=0) -> dict:
         return {
-            "version": 1, "opts": self.opts.fingerprint(), "data_key": self.data.key,
-            "stage": stage_i, "epoch": epoch, "step": step, "global_step": gstep,
+            "acc": {k: v.cpu() for k, v in (acc or {}).items()}, "n_acc": n_acc,  # a log window cut short
+            "version": CHECKPOINT_VERSION, "opts": self.opts.fingerprint(), "data_key": self.data.key,
+            "stage": pos[0], "epoch": pos[1], "step": pos[2], "global_step": gstep, "world_size": self.dist.world,
             "modules": {k: m.state_dict() for k, m in self.method.modules.items()},
-            "optim": [o.state_dict() for o in optimizers],
+            "optim": {r.phase.name: r.opt.state_dict() for r in runs},
+            "scaler": {r.phase.name: r.scaler.state_dict() for r in runs if r.scaler is not None},
+            "ema": {k: m.state_dict() for k, m in self.ema.items()},
+            "method": self.method.state_dict(),
             "history": json.dumps(self.history), "elapsed": self.elapsed,
         }
 
-    def _restore(self, ckpt: dict) -> None:
+    def _save(self, state_fn) -> None:
+        if self.dist.main:  # every rank holds the same state: rank 0 writes it
+            save_checkpoint(self.workdir, state_fn())
+
+    def _load(self, resume: bool) -> dict | None:
+        ckpt = load_checkpoint(self.workdir) if self.dist.main else None
+        if self.dist.enabled:  # other machines may not see rank 0's disk
+            box = [ckpt]
+            torch.distributed.broadcast_object_list(box, src=0)
+            ckpt = box[0]
+        if ckpt is not None and not resume:
+            raise PoseCliError("a checkpoint from an earlier run is here; pass --resume to continue it, "
+                               "or choose another --workdir", self.workdir)
+        if ckpt is None:
+            return None
+        if ckpt.get("version") != CHECKPOINT_VERSION:
+            raise PoseCliError(f"--resume: the checkpoint is from another posecli version (format "
+                               f"{ckpt.get('version')}, this one reads {CHECKPOINT_VERSION}); start in another --workdir",
+                               self.workdir)
         if ckpt.get("opts") != self.opts.fingerprint() or ckpt.get("data_key") != self.data.key:
             raise PoseCliError("--resume: the checkpoint was made with other data or options; "
                                "use the same command line, or another --workdir", self.workdir)
         for k, m in self.method.modules.items():
             m.load_state_dict(ckpt["modules"][k])
+        self.method.load_state_dict(ckpt["method"])
         self.history = json.loads(ckpt["history"])
         self.elapsed = float(ckpt.get("elapsed", 0.0))
+        if ckpt["world_size"] != self.dist.world:
+            log.warning(f"resuming a {ckpt['world_size']}-process run with {self.dist.world}")
+        return ckpt
 
     # -- the loop --------------------------------------------------------------
     def run(self, resume: bool = False) -> None:
-        ckpt = load_checkpoint(self.workdir)
-        if ckpt is not None and not resume:
-            raise PoseCliError("a checkpoint from an earlier run is here; pass --resume to continue it, "
-                               "or choose another --workdir", self.workdir)
+        ckpt = self._load(resume)
         start = (0, 0, 0, 0)
         if ckpt is not None:
-            self._restore(ckpt)
             start = (ckpt["stage"], ckpt["epoch"], ckpt["step"], ckpt["global_step"])
             log.warning(f"resuming from {self.workdir / 'checkpoint.pt'}: stage {start[0] + 1}, "
                         f"epoch {start[1] + 1}, step {start[2]}")
         stages = self.method.stages()
-        n, bs = len(self.data.images), self.opts.batch_size
-        per_epoch = n // bs  # drop_last: fixed shapes
+        per_epoch = len(self.data) // self.opts.batch_size  # drop_last: fixed shapes
         total = sum(s.epochs for s in stages) * per_epoch
         done_before = sum(s.epochs for s in stages[: start[0]]) * per_epoch + start[1] * per_epoch + start[2]
-        bar = progress(total=total, desc="training", unit="step", quiet=self.quiet, initial=done_before)
+        bar = progress(total=total, desc="training", unit="step", quiet=self.quiet or not self.dist.main,
+                       initial=done_before)
         try:
             with self.stop.installed():
                 for si in range(start[0], len(stages)):
-                    resume_here = ckpt if si == start[0] and ckpt is not None else None
-                    self._run_stage(si, stages[si], per_epoch, start if resume_here else (si, 0, 0, None), resume_here, bar)
+                    here = ckpt if si == start[0] and ckpt is not None else None
+                    self._run_stage(si, stages[si], per_epoch, start if here else (si, 0, 0, None), here, bar)
         finally:
             bar.close()
 
+    def _enable(self, run: _PhaseRun) -> None:
+        """Gradients for this phase's parameters only."""
+        ids = {id(p) for p in run.params}
+        for p in self.all_params:
+            p.requires_grad_(id(p) in ids)
+
     def _run_stage(self, si: int, stage: Stage, per_epoch: int, start, ckpt, bar) -> None:
-        opts, device, data = self.opts, self.device, self.data
-        optimizers = stage.make_optimizers()
-        for o in optimizers:
-            for g in o.param_groups:
-                g.setdefault("base_lr", g["lr"])
-        if ckpt is not None and ckpt["optim"] and ckpt["stage"] == si:
-            for o, sd in zip(optimizers, ckpt["optim"]):
-                o.load_state_dict(sd)
+        opts, data, dist = self.opts, self.data, self.dist
+        stage.begin()
+        runs = [_PhaseRun(ph, self.method, dist, opts.compile, self.amp_dtype == torch.float16) for ph in stage.phases]
+        seen: set[int] = set()
+        for r in runs:
+            if seen & {id(p) for p in r.params}:
+                raise RuntimeError(f"stage {stage.name}: phases share parameters")  # a method bug
+            seen |= {id(p) for p in r.params}
+        self.ema = {}
+        for name, decay in stage.ema.items():
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema[name] = AveragedModel(self.method.modules[name], multi_avg_fn=get_ema_multi_avg_fn(decay),
+                                           use_buffers=True)
+            self.method.ema[name] = self.ema[name].module
+        if ckpt is not None and ckpt["stage"] == si:
+            for r in runs:
+                if r.phase.name in ckpt["optim"]:
+                    r.opt.load_state_dict(ckpt["optim"][r.phase.name])
+                if r.scaler is not None and r.phase.name in ckpt["scaler"]:
+                    r.scaler.load_state_dict(ckpt["scaler"][r.phase.name])
+            for name, sd in ckpt["ema"].items():
+                if name in self.ema:
+                    self.ema[name].load_state_dict(sd)
+        if len(runs) == 1:
+            self._enable(runs[0])
         _, epoch0, step0, gstep = start
         stage_total = stage.epochs * per_epoch
         t_stage = epoch0 * per_epoch + step0  # step within this stage
         if gstep is None:
             gstep = self.history[-1]["step"] if self.history else 0
-        bs = opts.batch_size
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        bs, device = opts.batch_size, self.device
+        make_extra = BATCH_KINDS[stage.batch]
         last_ckpt = time.monotonic()
         for epoch in range(epoch0, stage.epochs):
             perm_gen = torch.Generator().manual_seed(opts.seed * 1_000_003 + si * 10_007 + epoch)
-            perm = torch.randperm(len(data.images), generator=perm_gen).to(device)
+            perm = torch.randperm(len(data), generator=perm_gen).to(device)
             acc: dict[str, torch.Tensor] = {}
             n_acc, t0 = 0, time.monotonic()
+            if ckpt is not None and epoch == epoch0 and ckpt["n_acc"]:  # the window the interrupt cut
+                acc, n_acc = {k: v.to(device) for k, v in ckpt["acc"].items()}, ckpt["n_acc"]
             for step in range(step0 if epoch == epoch0 else 0, per_epoch):
-                idx = perm[step * bs:(step + 1) * bs]
-                noise_gen = torch.Generator(device=device).manual_seed(
-                    opts.seed * 1_000_003 + si * 100_000_007 + t_stage)
-                for o in optimizers:
-                    for g in o.param_groups:
-                        g["lr"] = cosine_lr(g["base_lr"], opts.lr_min, t_stage, stage_total)
-                    o.zero_grad(set_to_none=True)
-                x = data.images[idx].float().div_(255.0)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast:
-                    terms = stage.loss(x, data.labels[idx], idx, noise_gen)
-                terms["loss"].backward()
-                for o in optimizers:
-                    o.step()
+                gen = torch.Generator(device=device).manual_seed(opts.seed * 1_000_003 + si * 100_000_007 + t_stage)
+                batch = self._batch(perm[step * bs:(step + 1) * bs], make_extra, gen)
+                batch.step = t_stage
+                terms = self._step(runs, stage, batch, t_stage, stage_total)
                 for k, v in terms.items():  # stays on the device: no host sync per step
                     acc[k] = acc.get(k, 0) + v.detach().float()
                 n_acc += 1
@@ -236,40 +271,110 @@ class Trainer:
                 gstep += 1
                 bar.update(1)
                 if n_acc == opts.log_every or step == per_epoch - 1:
-                    rate = n_acc * bs / max(time.monotonic() - t0, 1e-9)
-                    self.elapsed += time.monotonic() - t0
-                    row = {"step": gstep, "stage": stage.name, "epoch": epoch + 1, "images_per_s": rate}
-                    row.update({k: float(v) / n_acc for k, v in acc.items()})
-                    self.history.append(row)
-                    bar.set_postfix_str(f"{stage.name} epoch {epoch + 1}/{stage.epochs} loss {row['loss']:.4f} {rate:.0f} img/s")
+                    self._log_row(acc, n_acc, t0, gstep, stage, epoch, bar)
                     acc, n_acc, t0 = {}, 0, time.monotonic()
-                interrupted = self.stop.set or (self.stop_after_steps is not None and gstep >= self.stop_after_steps)
+                interrupted = D.any_set(self.stop.set, dist, device) or (
+                    self.stop_after_steps is not None and gstep >= self.stop_after_steps)
                 if interrupted or time.monotonic() - last_ckpt > opts.checkpoint_minutes * 60:
-                    nxt = (epoch, step + 1) if step + 1 < per_epoch else (epoch + 1, 0)
-                    save_checkpoint(self.workdir, self._state(si, *nxt, gstep, optimizers))
+                    nxt = (si, epoch, step + 1) if step + 1 < per_epoch else (si, epoch + 1, 0)
+                    self._save(lambda: self._state(nxt, gstep, runs, acc, n_acc))
                     last_ckpt = time.monotonic()
                     if interrupted:
+                        D.barrier(dist)  # rank 0's checkpoint is complete before anyone exits
                         raise KeyboardInterrupt
             # end of epoch: checkpoint, samples and the loss curve
-            next_pos = (si, epoch + 1, 0) if epoch + 1 < stage.epochs else (si + 1, 0, 0)
-            save_checkpoint(self.workdir, self._state(*next_pos, gstep, optimizers if next_pos[0] == si else []))
+            nxt = (si, epoch + 1, 0) if epoch + 1 < stage.epochs else (si + 1, 0, 0)
+            self._save(lambda: self._state(nxt, gstep, runs if nxt[0] == si else []))
             last_ckpt = time.monotonic()
-            self._write_pictures(stage, epoch)
+            if dist.main:
+                self._write_pictures(stage, epoch)
             if self.history:  # for logs of scripted runs, where no progress bar shows (-v)
                 row = self.history[-1]
-                log.info(f"{stage.name} epoch {epoch + 1}/{stage.epochs}: loss {row['loss']:.4f}, "
+                extra = "".join(f", {k} {row[k]:.4g}" for k in row if k not in
+                                ("step", "stage", "epoch", "images_per_s", "loss"))
+                log.info(f"{stage.name} epoch {epoch + 1}/{stage.epochs}: loss {row['loss']:.4f}{extra}, "
                          f"{row['images_per_s']:.0f} img/s")
 
+    def _batch(self, gidx: torch.Tensor, make_extra, gen: torch.Generator) -> Batch:
+        """This process's share of the global batch ``gidx`` (every rank cuts it the same way)."""
+        d, data = self.dist, self.data
+        extra = make_extra(data, gidx, gen)
+        idx = gidx[d.rank :: d.world]
+        batch = Batch(idx, self._float(data.images[idx]), data.labels[idx], gen, d.rank, d.world)
+        if "partner_idx" in extra:
+            batch.partner_idx = extra["partner_idx"][d.rank :: d.world]
+            batch.partner = self._float(data.images[batch.partner_idx])
+        return batch
+
+    def _float(self, images: torch.Tensor) -> torch.Tensor:
+        x = uint8_to_float(images)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _step(self, runs: list[_PhaseRun], stage: Stage, batch: Batch, t: int, total: int) -> dict:
+        out: dict[str, torch.Tensor] = {}
+        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                                  enabled=self.amp_dtype is not None)
+        for i, r in enumerate(runs):
+            if t % r.phase.every:
+                continue
+            if len(runs) > 1:
+                self._enable(r)
+            for g in r.opt.param_groups:
+                g["lr"] = scheduled_lr(r.phase, g["base_lr"], self.opts.lr_min, t, total)
+            r.opt.zero_grad(set_to_none=True)
+            with autocast:
+                terms = r.run(batch)
+            loss = terms["loss"]
+            (r.scaler.scale(loss) if r.scaler is not None else loss).backward()
+            for table in r.latents:
+                D.sync_latent_grads(table, batch.idx, self.dist)
+            if r.scaler is not None:
+                r.scaler.step(r.opt)
+                r.scaler.update()
+            else:
+                r.opt.step()
+            prefix = "" if i == 0 else f"{r.phase.name}_"
+            out.update({prefix + k: v for k, v in terms.items()})
+        for name, ema in self.ema.items():
+            ema.update_parameters(self.method.modules[name])
+        if stage.end_step is not None:
+            out.update(stage.end_step(out, batch))
+        return out
+
+    def _log_row(self, acc: dict, n_acc: int, t0: float, gstep: int, stage: Stage, epoch: int, bar) -> None:
+        keys = sorted(acc)
+        means = D.mean(torch.stack([acc[k] for k in keys]) / n_acc, self.dist).tolist()  # one sync
+        dt = max(time.monotonic() - t0, 1e-9)
+        self.elapsed += dt
+        row = {"step": gstep, "stage": stage.name, "epoch": epoch + 1,
+               "images_per_s": n_acc * self.opts.batch_size / dt}
+        row.update(dict(zip(keys, means)))
+        self.history.append(row)
+        bar.set_postfix_str(f"{stage.name} epoch {epoch + 1}/{stage.epochs} loss {row['loss']:.4f} "
+                            f"{row['images_per_s']:.0f} img/s")
+
+    # -- pictures --------------------------------------------------------------
     def _write_pictures(self, stage: Stage, epoch: int) -> None:
         from ..media.images import write_image
         from .plots import loss_curve
+        from .samples import encoder_cells, grid_image
 
-        with torch.no_grad():
-            grid = stage.sample()
+        ids, poses = self.sample_ids.to(self.device), self.sample_poses.to(self.device)
+        modules = list(self.method.modules.values()) + [m.module for m in self.ema.values()]
+        modes = [m.training for m in modules]
+        for m in modules:
+            m.eval()
+        try:
+            with torch.no_grad():
+                if stage.sample is not None:
+                    cells = stage.sample(ids, poses)
+                else:
+                    cells = encoder_cells(self.method.final_model(), self._float(self.data.images[ids]),
+                                          self._float(self.data.images[poses]))
+        finally:
+            for m, mode in zip(modules, modes):
+                m.train(mode)
+        grid = grid_image(cells, self.data.images[ids], self.data.images[poses])
         write_image(self.workdir / "samples" / f"{stage.name}_epoch{epoch + 1:03d}.png", grid, overwrite=True)
         write_image(self.workdir / "loss.png", loss_curve(self.history), overwrite=True)
         write_bytes_atomic(self.workdir / "history.json", json.dumps(self.history).encode(), overwrite=True)
-
-
-def module_params(*mods: nn.Module):
-    return [p for m in mods for p in m.parameters()]

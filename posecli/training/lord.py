@@ -1,4 +1,4 @@
-"""LORD's objective (METHODS.md section 1): two stages on the shared loop.
+"""LORD (METHODS.md section 1): two stages on the shared loop.
 
 Stage 1, latent optimisation: a shared embedding per identity, one per image for
 pose (with fixed Gaussian noise and an activation penalty: asymmetric noise
@@ -6,130 +6,167 @@ regularisation), generator and modulation, all optimised jointly.
 Stage 2, amortisation: encoders regress the stage-1 codes (each error relative
 to its table's variance), plus reconstruction through the generator. The generator
 is fine-tuned, as in the papers, or kept as stage 1 left it
-(``stage2_generator="frozen"``). With the encoders fixed (He initialisation,
+(``stage2_generator=frozen``). With the encoders fixed (He initialisation,
 standardised codes) fine-tuning measured better on held-out toy cars: transfer
 MSE 0.27 of the better copy baseline against 0.31 frozen, leakage 0.028 against
 0.038.
+
+The pose table is per image (``latents``): under torchrun only the rows a step
+touched travel between processes.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UsageError
 from ..models.lord import LordConfig, LordModel
-from .loop import Stage, TrainData, TrainOptions, module_params
-from .losses import ReconstructionLoss
+from .method import Batch, Method as MethodBase, Phase, Stage, module_params
+from .options import opt
+from .samples import pair_cells
 
 ADAM_BETAS = (0.5, 0.999)
-N_SAMPLES = 6
 
 
-class LordMethod:
-    name = "lord"
+@dataclass(frozen=True)
+class Options:
+    """LORD's hyper-parameters (reference values from lord-pytorch unless noted)."""
 
-    def __init__(self, opts: TrainOptions, data: TrainData, device: torch.device, loss: ReconstructionLoss):
-        self.opts, self.data, self.device, self.recon = opts, data, device, loss
-        torch.manual_seed(opts.seed)
-        self.model = LordModel(LordConfig(image_size=opts.image_size, identity_dim=opts.identity_dim,
-                                          pose_dim=opts.pose_dim, width=opts.width))
-        n = len(data.images)
-        self.identity_table = nn.Embedding(data.n_identities, opts.identity_dim)
-        self.pose_table = nn.Embedding(n, opts.pose_dim)
-        for table in (self.identity_table, self.pose_table):
-            nn.init.uniform_(table.weight, -0.05, 0.05)
-        self.modules = {"model": self.model, "identity_table": self.identity_table, "pose_table": self.pose_table}
-        for m in self.modules.values():
-            m.to(device)
-        self._generate = torch.compile(self.model.generate) if opts.compile else self.model.generate
-        # a fixed set of images for the sample grids: distinct identities, varied poses
-        g = torch.Generator().manual_seed(opts.seed)
-        labels = data.labels.cpu()
-        firsts = [int(torch.nonzero(labels == i)[0]) for i in range(min(N_SAMPLES, data.n_identities))]
-        self.sample_ids = torch.tensor(firsts)
-        self.sample_poses = torch.randperm(n, generator=g)[:N_SAMPLES]
+    stage2_epochs: Optional[int] = opt(None, "epochs of stage 2 (default: --epochs)")
+    lr_generator: float = opt(3e-4, "stage-1 generator and modulation learning rate")
+    lr_latent: float = opt(3e-3, "stage-1 identity and pose embedding learning rate")
+    lr_encoder: float = opt(1e-4, "stage-2 learning rate (encoders, and the generator when fine-tuned)")
+    noise_std: float = opt(1.0, "stage-1 Gaussian noise on the pose codes (less lets them carry more, identity too)")
+    pose_decay: float = opt(1e-3, "stage-1 penalty on the pose codes' squared norm")
+    code_weight: float = opt(10.0, "stage-2 weight of the code regression against reconstruction")
+    stage2_generator: Literal["finetune", "frozen"] = opt(
+        "finetune", "finetune: stage 2 trains the generator with the encoders (the papers); frozen: it does not")
+    width: float = opt(1.0, "channel multiplier of the networks (1 = the papers' networks)")
+    identity_dim: int = opt(256, "identity code size")
+    pose_dim: int = opt(128, "pose code size")
+    ema: float = opt(0.0, "stage-2 decay of an exponential moving average of the model, saved instead of "
+                          "the last weights (0: off; e.g. 0.999)")
 
-    # -- stage 1 ---------------------------------------------------------------
-    def _stage1_loss(self, x, labels, idx, gen):
-        pose = self.pose_table(idx)
-        noisy = pose + self.opts.noise_std * torch.randn(pose.shape, device=pose.device, generator=gen)
-        rec = self._generate(self.identity_table(labels), noisy)
-        recon = self.recon(rec, x)
+    def __post_init__(self) -> None:
+        if self.stage2_epochs is not None and self.stage2_epochs < 1:
+            raise UsageError(f"--opt stage2_epochs={self.stage2_epochs}: must be at least 1")
+        for name in ("lr_generator", "lr_latent", "lr_encoder", "width"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise UsageError(f"--opt {name}={v}: expected a positive number")
+        for name in ("noise_std", "pose_decay", "code_weight"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise UsageError(f"--opt {name}={v}: expected a finite number >= 0")
+        for name in ("identity_dim", "pose_dim"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--opt {name}={getattr(self, name)}: must be at least 1")
+        if self.stage2_generator not in ("finetune", "frozen"):
+            raise UsageError(f"--opt stage2_generator={self.stage2_generator}: expected finetune or frozen")
+        if not 0 <= self.ema < 1:
+            raise UsageError(f"--opt ema={self.ema}: expected 0 (off) or a decay in (0, 1)")
+
+
+class Stage1(nn.Module):
+    """Reconstruction from the identity and (noisy) pose embeddings, plus the pose penalty."""
+
+    def __init__(self, model: LordModel, identity_table: nn.Embedding, pose_table: nn.Embedding,
+                 recon: nn.Module, o: Options):
+        super().__init__()
+        self.model, self.identity_table, self.pose_table, self.recon = model, identity_table, pose_table, recon
+        self.noise_std, self.pose_decay = o.noise_std, o.pose_decay
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        pose = self.pose_table(batch.idx)  # (B, D_pose)
+        noisy = pose + self.noise_std * batch.randn(pose.shape[1])
+        rec = self.model.generate(self.identity_table(batch.labels), noisy)
+        recon = self.recon(rec, batch.x)
         decay = pose.float().pow(2).sum(1).mean()
-        return {"loss": recon + self.opts.pose_decay * decay, "recon": recon, "pose_decay": decay}
+        return {"loss": recon + self.pose_decay * decay, "recon": recon, "pose_decay": decay}
 
-    def _stage1_optimizers(self):
-        m, o = self.model, self.opts
-        return [torch.optim.Adam([
-            {"params": module_params(m.generator, m.modulation), "lr": o.lr_generator},
-            {"params": module_params(self.identity_table, self.pose_table), "lr": o.lr_latent},
-        ], betas=ADAM_BETAS)]
 
-    def _stage1_sample(self):
-        ids = self.identity_table(self.data.labels[self.sample_ids.to(self.device)])
-        poses = self.pose_table(self.sample_poses.to(self.device))
-        return self._grid(lambda i, p: self.model.generate(ids[i], poses[p]))
+class Stage2(nn.Module):
+    """Encoders regress the stage-1 codes; reconstruction through the generator."""
 
-    # -- stage 2 ---------------------------------------------------------------
-    def _stage2_loss(self, x, labels, idx, gen):
+    def __init__(self, model: LordModel, identity_table: nn.Embedding, pose_table: nn.Embedding,
+                 recon: nn.Module, code_weight: float):
+        super().__init__()
+        self.model, self.identity_table, self.pose_table, self.recon = model, identity_table, pose_table, recon
+        self.code_weight = code_weight
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         m = self.model
-        e_id, e_pose = m.encode_identity(x), m.encode_pose(x)
-        rec = self._generate(e_id, e_pose)
-        recon = self.recon(rec, x)
+        e_id, e_pose = m.encode_identity(batch.x), m.encode_pose(batch.x)
+        recon = self.recon(m.generate(e_id, e_pose), batch.x)
         with torch.no_grad():
-            t_id, t_pose = self.identity_table(labels), self.pose_table(idx)
+            t_id, t_pose = self.identity_table(batch.labels), self.pose_table(batch.idx)
         # each regression error is relative to its table's spread, which the model's
         # code statistics hold (1 = no better than the table's mean): the identity
         # table stays tiny (its scale lives in the modulation network), and an
         # unscaled MSE all but ignored it
         code_id = F.mse_loss(e_id.float(), t_id) / m.identity_scale.pow(2).mean()
         code_pose = F.mse_loss(e_pose.float(), t_pose) / m.pose_scale.pow(2).mean()
-        code = code_id + code_pose
-        return {"loss": recon + self.opts.code_weight * code, "recon": recon, "code_identity": code_id,
-                "code_pose": code_pose}
+        return {"loss": recon + self.code_weight * (code_id + code_pose), "recon": recon,
+                "code_identity": code_id, "code_pose": code_pose}
 
-    def _stage2_optimizers(self):
+
+class Method(MethodBase):
+    name = "lord"
+
+    def __init__(self, opts, data, recon: nn.Module):
+        super().__init__(opts, data, recon)
+        o = self.o = opts.method_options
+        self.model = LordModel(LordConfig(image_size=opts.image_size, identity_dim=o.identity_dim,
+                                          pose_dim=o.pose_dim, width=o.width))
+        self.identity_table = nn.Embedding(data.n_identities, o.identity_dim)
+        self.pose_table = nn.Embedding(len(data), o.pose_dim)
+        for table in (self.identity_table, self.pose_table):
+            nn.init.uniform_(table.weight, -0.05, 0.05)
+        self.modules = {"model": self.model, "identity_table": self.identity_table, "pose_table": self.pose_table}
+        self.latents = {"pose_table": self.pose_table}
+
+    # -- stage 1 ---------------------------------------------------------------
+    def _stage1_optimizer(self):
+        m, o = self.model, self.o
+        return torch.optim.Adam([
+            {"params": module_params(m.generator, m.modulation), "lr": o.lr_generator},
+            {"params": module_params(self.identity_table, self.pose_table), "lr": o.lr_latent},
+        ], betas=ADAM_BETAS)
+
+    def _stage1_sample(self, id_idx: torch.Tensor, pose_idx: torch.Tensor) -> torch.Tensor:
+        ids = self.identity_table(self.data.labels[id_idx])
+        return pair_cells(self.model.generate, ids, self.pose_table(pose_idx))
+
+    # -- stage 2 ---------------------------------------------------------------
+    def _stage2_begin(self) -> None:
         # the tables are frozen in stage 2: their statistics hold for the whole stage
+        self.model.set_code_statistics(self.identity_table.weight, self.pose_table.weight)
+
+    def _stage2_params(self) -> list[nn.Parameter]:
         m = self.model
-        m.set_code_statistics(self.identity_table.weight, self.pose_table.weight)
-        if self.opts.stage2_generator == "finetune":
-            params = list(m.parameters())
-        else:  # the encoders learn against the stage-1 generator, which stays as it is
-            for p in module_params(m.generator, m.modulation):
-                p.requires_grad_(False)
-            params = module_params(m.identity_encoder, m.pose_encoder)
-        return [torch.optim.Adam(params, lr=self.opts.lr_encoder, betas=ADAM_BETAS)]
+        if self.o.stage2_generator == "finetune":
+            return list(m.parameters())
+        # frozen: the encoders learn against the stage-1 generator, which stays as it is
+        return module_params(m.identity_encoder, m.pose_encoder)
 
-    def _stage2_sample(self):
-        x_id = self.data.images[self.sample_ids.to(self.device)].float() / 255
-        x_pose = self.data.images[self.sample_poses.to(self.device)].float() / 255
-        ids, poses = self.model.encode_identity(x_id), self.model.encode_pose(x_pose)
-        return self._grid(lambda i, p: self.model.generate(ids[i], poses[p]))
-
-    def _grid(self, generate):
-        from ..grid import make_grid
-        from ..media.convert import to_pixels
-
-        self.model.eval()
-        try:
-            ni, npose = len(self.sample_ids), len(self.sample_poses)
-            ii = torch.arange(ni, device=self.device).repeat_interleave(npose)
-            pp = torch.arange(npose, device=self.device).repeat(ni)
-            cells = to_pixels(generate(ii, pp).float()).reshape(ni, npose, *([self.opts.image_size] * 2), 3)
-        finally:
-            self.model.train()
-        id_px = to_pixels(self.data.images[self.sample_ids.to(self.device)].float() / 255)
-        pose_px = to_pixels(self.data.images[self.sample_poses.to(self.device)].float() / 255)
-        return make_grid(list(id_px), list(pose_px), cells)
+    def _stage2_optimizer(self):
+        return torch.optim.Adam(self._stage2_params(), lr=self.o.lr_encoder, betas=ADAM_BETAS)
 
     def stages(self) -> list[Stage]:
-        o = self.opts
-        e2 = o.stage2_epochs if o.stage2_epochs is not None else o.epochs
+        o, tables = self.o, (self.identity_table, self.pose_table)
+        e2 = o.stage2_epochs if o.stage2_epochs is not None else self.opts.epochs
+        s1 = Phase("main", Stage1(self.model, *tables, self.recon, o), self._stage1_optimizer)
+        s2 = Phase("main", Stage2(self.model, *tables, self.recon, o.code_weight), self._stage2_optimizer)
         return [
-            Stage("stage1", o.epochs, self._stage1_optimizers, self._stage1_loss, self._stage1_sample),
-            Stage("stage2", e2, self._stage2_optimizers, self._stage2_loss, self._stage2_sample),
+            Stage("stage1", self.opts.epochs, [s1], sample=self._stage1_sample),
+            Stage("stage2", e2, [s2], begin=self._stage2_begin, ema={"model": o.ema} if o.ema else {}),
         ]
 
     def final_model(self) -> LordModel:
-        return self.model
+        return self.ema.get("model", self.model)
