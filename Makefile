@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.posecli-installed
 DEMO ?= demo-out
 
-.PHONY: demo test install man clean-demo
+.PHONY: demo test install man clean-demo gpu-check
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,3 +24,13 @@ man: $(STAMP)
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(DEMO)
+
+# Everything the project checks on CUDA, in one call (< 8 min on one GPU): the tests
+# marked cuda, then training and animate throughput appended to benchmarks/RESULTS.md.
+# Without a GPU it says so and stops after the CPU part (the same tests, skipped).
+gpu-check: $(STAMP)
+	$(PY) -m pytest -q -m cuda tests/test_cuda.py
+	@if $(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
+		$(PY) benchmarks/train_throughput.py --device cuda --size 64 --batch 128 --width 1 --images 4096 --steps 48 --baseline fc04dad --append && \
+		$(PY) benchmarks/animate_throughput.py --device cuda --seconds 10 --append; \
+	else echo "gpu-check: no CUDA GPU here; ran the CPU part only (tests marked cuda skipped)"; fi

@@ -254,6 +254,24 @@ def examples(root, rctx) -> list[str]:
     return out
 
 
+def method_options() -> list[str]:
+    """Every training method's options (train --opt NAME=VALUE), from the registry."""
+    import dataclasses
+
+    from posecli.training import METHODS, options_class
+
+    out = [".SH METHOD OPTIONS", ".PP", "Set with \\fBtrain \\-\\-method\\fR \\fIMETHOD\\fR "
+           "\\fB\\-\\-opt\\fR \\fINAME=VALUE\\fR (repeatable); "
+           "\\fBtrain \\-\\-method\\fR \\fIMETHOD\\fR \\fB\\-\\-list\\-opts\\fR prints them. "
+           "LORD's flags of 0.1.0 (\\-\\-lr\\-generator, \\-\\-noise\\-std, ...) are aliases for one more "
+           "release; \\-\\-opt is preferred."]
+    for name in METHODS:
+        out += [".SS " + esc(name)]
+        for f in dataclasses.fields(options_class(name)):
+            out += [".TP", f"\\fB{esc(f.name)}\\fR (default {esc(repr(f.default))})", line(f.metadata["help"])]
+    return out
+
+
 def render(app=None) -> str:
     """The whole page for ``app`` (default: posecli's own Typer app)."""
     from posecli import __version__
@@ -289,6 +307,7 @@ def render(app=None) -> str:
                 out += [".TP", f"\\fB{esc(n)}\\fR", line(short_help(sub))]
         out += params(cmd, ctx)
 
+    out += method_options()
     out += [".SH OPTIONS", ".PP", f"Options of \\fB{PROG}\\fR itself, given before the command:"]
     out += params(root, rctx)[2:]  # without the "Options:" heading
     out += [".SH EXIT STATUS"]

@@ -156,18 +156,18 @@ def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Ten
     return (0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)).flatten(1).sum(1).mean()
 
 
-def shuffled(codes: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A derangement of the batch (roll by one) and the mask of pairs whose identities
-    differ: the only ones that are samples of the product of the marginals."""
-    return codes.roll(1, dims=0), (labels != labels.roll(1, dims=0)).float()
-
-
-def critic_terms(critic: nn.Module, pose: torch.Tensor, identity: torch.Tensor,
+def critic_terms(critic: Critic, pose: torch.Tensor, identity: torch.Tensor,
                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(BCE with joint pairs as class 1, I estimate = mean joint logit, accuracy)."""
-    joint = critic(pose, identity).float()
-    other, mask = shuffled(identity, labels)
-    marginal = critic(pose, other).float()
+    """(BCE with joint pairs as class 1, I estimate = mean joint logit, accuracy).
+
+    Shuffled pairs: a derangement of the batch (roll by one), with the pairs of one
+    identity masked out, the only ones that are not samples of the product of the
+    marginals. The critic is separable, so both kinds of logit come from one
+    evaluation of each half."""
+    f_pose, f_id = critic.net_pose(pose).float().flatten(1), critic.net_identity(identity).float().flatten(1)
+    joint = (f_pose * f_id).sum(1)  # (B,) = critic(pose, identity)
+    marginal = (f_pose * f_id.roll(1, dims=0)).sum(1)  # critic(pose_i, identity_{i-1})
+    mask = (labels != labels.roll(1, dims=0)).float()
     n = mask.sum().clamp_min(1)
     bce = 0.5 * (F.softplus(-joint).mean() + (F.softplus(marginal) * mask).sum() / n)
     acc = 0.5 * ((joint > 0).float().mean() + ((marginal < 0).float() * mask).sum() / n)
