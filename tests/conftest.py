@@ -20,6 +20,29 @@ def tiny_model_path(tmp_path_factory):
     return path
 
 
+def blobs(n=64, ids=4, seed=0, clips=False):
+    """Training data of n 32x32 blobs whose colour is the identity and whose position
+    is the pose (with clips=True, two clips per identity)."""
+    import numpy as np
+    import torch
+
+    from posecli.training.method import TrainData
+
+    g = np.random.default_rng(seed)
+    colours = g.uniform(40, 255, (ids, 3))
+    yy, xx = np.mgrid[:32, :32]
+    imgs = np.zeros((n, 3, 32, 32), np.uint8)
+    labels = np.arange(n) % ids
+    for i in range(n):
+        cy, cx = g.uniform(8, 24, 2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 30.0)
+        imgs[i] = (blob[None] * colours[labels[i]][:, None, None]).astype(np.uint8)
+    kw = {}
+    if clips:  # two clips per identity
+        kw = dict(clips=torch.from_numpy(labels * 2 + (np.arange(n) // ids) % 2), frames=torch.arange(n) // (2 * ids))
+    return TrainData(torch.from_numpy(imgs), torch.from_numpy(labels), ids, key=f"blobs{n}-{ids}-{seed}", **kw)
+
+
 @pytest.fixture(scope="session")
 def tiny_cars(tmp_path_factory):
     """4 toy cars x 16 poses at 32x32: data/<identity>/<pose>.png (read-only for tests)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -18,7 +17,7 @@ from posecli.training.losses import ReconstructionLoss
 from posecli.training.method import BATCH_KINDS, Batch, Method, Phase, Stage, TrainData
 from posecli.training.options import TrainOptions
 
-from conftest import invoke
+from conftest import blobs, invoke
 
 # tiny options of each method for CPU tests; a method without an entry fails the test below
 TINY_METHOD = {
@@ -31,23 +30,6 @@ TINY = dict(image_size=32, batch_size=16, loss="lap", log_every=2)
 def tiny_opts(method: str, epochs: int = 2, shared=None, **kw) -> TrainOptions:
     return TrainOptions(method=method, epochs=epochs, **{**TINY, **(shared or {})},
                         method_options=options_class(method)(**{**TINY_METHOD[method], **kw}))
-
-
-def blobs(n=64, ids=4, seed=0, clips=False) -> TrainData:
-    """Blobs whose colour is the identity and whose position is the pose."""
-    g = np.random.default_rng(seed)
-    colours = g.uniform(40, 255, (ids, 3))
-    yy, xx = np.mgrid[:32, :32]
-    imgs = np.zeros((n, 3, 32, 32), np.uint8)
-    labels = np.arange(n) % ids
-    for i in range(n):
-        cy, cx = g.uniform(8, 24, 2)
-        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 30.0)
-        imgs[i] = (blob[None] * colours[labels[i]][:, None, None]).astype(np.uint8)
-    kw = {}
-    if clips:  # two clips per identity
-        kw = dict(clips=torch.from_numpy(labels * 2 + (np.arange(n) // ids) % 2), frames=torch.arange(n) // (2 * ids))
-    return TrainData(torch.from_numpy(imgs), torch.from_numpy(labels), ids, key=f"blobs{n}-{ids}-{seed}", **kw)
 
 
 def run(tmp, opts, data=None, stop_after=None, resume=False) -> Trainer:
@@ -199,11 +181,19 @@ def test_phases_run_in_order_with_their_own_parameters_interval_and_schedule(tmp
     assert not torch.equal(m.ema["a"].weight, m.a.weight)
 
 
-def test_lord_ema_saves_the_averaged_model(tmp_path):
-    trainer = run(tmp_path, tiny_opts("lord", epochs=1, ema=0.9))
+def test_lord_ema_saves_the_averaged_model_and_resumes_exactly(tmp_path):
+    opts = tiny_opts("lord", epochs=2, ema=0.9)
+    trainer = run(tmp_path / "a", opts)
     m = trainer.method
     assert m.final_model() is m.ema["model"] and m.final_model() is not m.model
     assert not torch.equal(m.final_model().pose_encoder.mlp[-1].weight, m.model.pose_encoder.mlp[-1].weight)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", opts, stop_after=14)  # in stage 2
+    resumed = run(tmp_path / "b", opts, resume=True).method.final_model()
+    # resumed once more, after the last step: the averaged copy is still what is saved
+    again = run(tmp_path / "b", opts, resume=True).method.final_model()
+    for name, a in m.final_model().state_dict().items():
+        assert torch.equal(a, resumed.state_dict()[name]) and torch.equal(a, again.state_dict()[name]), name
 
 
 def test_schedules():

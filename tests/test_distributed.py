@@ -83,7 +83,7 @@ def test_checkpoints_resume_across_world_sizes(runner, tiny_cars, tmp_path):
     from posecli.training.api import train
     from posecli.training.options import TrainOptions
 
-    args = _args("lord", 10)
+    args = _args("lord", 6)
     ref = tmp_path / "ref.safetensors"
     r = invoke(runner, ["train", tiny_cars, "-o", ref, *args, "-q"])
     assert r.exit_code == 0, r.output
@@ -108,10 +108,10 @@ def test_checkpoints_resume_across_world_sizes(runner, tiny_cars, tmp_path):
     b = tmp_path / "b.safetensors"
     from posecli.training.options import parse_opts
 
-    opts = TrainOptions(method="lord", image_size=32, epochs=10, batch_size=16, loss="lap",
+    opts = TrainOptions(method="lord", image_size=32, epochs=6, batch_size=16, loss="lap",
                         method_options=parse_opts("lord", [f"{k}={v}" for k, v in TINY_METHOD["lord"].items()]))
     with pytest.raises(KeyboardInterrupt):
-        train([str(tiny_cars)], b, opts, quiet=True, stop_after_steps=23)
+        train([str(tiny_cars)], b, opts, quiet=True, stop_after_steps=15)
     code, _, err = _finish(_torchrun(["train", tiny_cars, "-o", b, *args, "--resume", "-q"]))
     assert code == 0, err[-3000:]
     _close(reference, _losses(tmp_path / "b.work"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -15,7 +14,7 @@ from posecli.training.losses import ReconstructionLoss
 from posecli.training.method import Batch, TrainData
 from posecli.training.options import TrainOptions
 
-from conftest import invoke
+from conftest import blobs, invoke
 
 TINY = dict(image_size=32, batch_size=16, loss="lap", log_every=2)
 TINY_LORD = dict(width=0.125, identity_dim=16, pose_dim=8)
@@ -26,18 +25,7 @@ def lord_opts(epochs=1, shared=None, **method) -> TrainOptions:
                         method_options=LordOptions(**{**TINY_LORD, **method}))
 
 
-def _data(n=64, ids=4, seed=0) -> TrainData:
-    """Blobs whose colour is the identity and whose position is the pose."""
-    g = np.random.default_rng(seed)
-    colours = g.uniform(40, 255, (ids, 3))
-    yy, xx = np.mgrid[:32, :32]
-    imgs = np.zeros((n, 3, 32, 32), np.uint8)
-    labels = np.arange(n) % ids
-    for i in range(n):
-        cy, cx = g.uniform(8, 24, 2)
-        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 30.0)
-        imgs[i] = (blob[None] * colours[labels[i]][:, None, None]).astype(np.uint8)
-    return TrainData(torch.from_numpy(imgs), torch.from_numpy(labels), ids, key=f"blobs{n}-{ids}-{seed}")
+_data = blobs
 
 
 def _train(tmp: Path, opts: TrainOptions, data: TrainData, stop_after=None, resume=False):

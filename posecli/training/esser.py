@@ -224,7 +224,7 @@ class Method(MethodBase):
 
     def __init__(self, opts, data, recon: nn.Module):
         super().__init__(opts, data, recon)
-        o = self.o = opts.method_options
+        o = self.o
         cfg = EsserConfig(image_size=opts.image_size, identity_channels=o.identity_channels,
                           pose_channels=o.pose_channels, width=o.width)
         self.model = EsserModel(cfg)

@@ -201,6 +201,9 @@ class Trainer:
         per_epoch = len(self.data) // self.opts.batch_size  # drop_last: fixed shapes
         total = sum(s.epochs for s in stages) * per_epoch
         done_before = sum(s.epochs for s in stages[: start[0]]) * per_epoch + start[1] * per_epoch + start[2]
+        if ckpt is not None and start[0] == len(stages):  # resumed after the last step
+            for si, stage in enumerate(stages):
+                self._make_ema(si, stage, ckpt)
         bar = progress(total=total, desc="training", unit="step", quiet=self.quiet or not self.dist.main,
                        initial=done_before)
         try:
@@ -211,6 +214,18 @@ class Trainer:
         finally:
             bar.close()
 
+    def _make_ema(self, si: int, stage: Stage, ckpt: dict | None) -> None:
+        """The stage's averaged copies (kept by the method for final_model), restored
+        from the checkpoint when it holds them."""
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        for name, decay in stage.ema.items():
+            ema = AveragedModel(self.method.modules[name], multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+            if ckpt is not None and f"{si}.{name}" in ckpt["ema"]:
+                ema.load_state_dict(ckpt["ema"][f"{si}.{name}"])
+            self.ema[f"{si}.{name}"] = ema
+            self.method.ema[name] = ema.module
+
     def _enable(self, run: _PhaseRun) -> None:
         """Gradients for this phase's parameters only."""
         ids = {id(p) for p in run.params}
@@ -219,6 +234,7 @@ class Trainer:
 
     def _run_stage(self, si: int, stage: Stage, per_epoch: int, start, ckpt, bar) -> None:
         opts, data, dist = self.opts, self.data, self.dist
+        self._stage_i = si
         stage.begin()
         runs = [_PhaseRun(ph, self.method, dist, opts.compile, self.amp_dtype == torch.float16) for ph in stage.phases]
         seen: set[int] = set()
@@ -226,22 +242,13 @@ class Trainer:
             if seen & {id(p) for p in r.params}:
                 raise RuntimeError(f"stage {stage.name}: phases share parameters")  # a method bug
             seen |= {id(p) for p in r.params}
-        self.ema = {}
-        for name, decay in stage.ema.items():
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-            self.ema[name] = AveragedModel(self.method.modules[name], multi_avg_fn=get_ema_multi_avg_fn(decay),
-                                           use_buffers=True)
-            self.method.ema[name] = self.ema[name].module
+        self._make_ema(si, stage, ckpt)
         if ckpt is not None and ckpt["stage"] == si:
             for r in runs:
                 if r.phase.name in ckpt["optim"]:
                     r.opt.load_state_dict(ckpt["optim"][r.phase.name])
                 if r.scaler is not None and r.phase.name in ckpt["scaler"]:
                     r.scaler.load_state_dict(ckpt["scaler"][r.phase.name])
-            for name, sd in ckpt["ema"].items():
-                if name in self.ema:
-                    self.ema[name].load_state_dict(sd)
         if len(runs) == 1:
             self._enable(runs[0])
         _, epoch0, step0, gstep = start
@@ -335,8 +342,8 @@ class Trainer:
                 r.opt.step()
             prefix = "" if i == 0 else f"{r.phase.name}_"
             out.update({prefix + k: v for k, v in terms.items()})
-        for name, ema in self.ema.items():
-            ema.update_parameters(self.method.modules[name])
+        for name in stage.ema:
+            self.ema[f"{self._stage_i}.{name}"].update_parameters(self.method.modules[name])
         if stage.end_step is not None:
             out.update(stage.end_step(out, batch))
         return out

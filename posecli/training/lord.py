@@ -121,7 +121,7 @@ class Method(MethodBase):
 
     def __init__(self, opts, data, recon: nn.Module):
         super().__init__(opts, data, recon)
-        o = self.o = opts.method_options
+        o = self.o
         self.model = LordModel(LordConfig(image_size=opts.image_size, identity_dim=o.identity_dim,
                                           pose_dim=o.pose_dim, width=o.width))
         self.identity_table = nn.Embedding(data.n_identities, o.identity_dim)

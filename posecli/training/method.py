@@ -108,6 +108,7 @@ class Method:
         from .distributed import Dist
 
         self.opts, self.data, self.recon = opts, data, recon
+        self.o = opts.method_options  # the method's own options
         self.modules, self.latents = {}, {}
         self.dist = Dist()  # set by the loop under torchrun
         self.ema: dict[str, nn.Module] = {}  # filled by the loop: name -> averaged copy
