@@ -115,3 +115,12 @@ def test_checkpoints_resume_across_world_sizes(runner, tiny_cars, tmp_path):
     code, _, err = _finish(_torchrun(["train", tiny_cars, "-o", b, *args, "--resume", "-q"]))
     assert code == 0, err[-3000:]
     _close(reference, _losses(tmp_path / "b.work"))
+
+
+def test_a_user_error_stops_every_process_with_the_same_one_line_message(tiny_cars, tmp_path):
+    out = tmp_path / "exists.safetensors"
+    out.write_bytes(b"mine")
+    code, _, err = _finish(_torchrun(["train", tiny_cars, "-o", out, *_args("lord", 1), "-q"]))
+    lines = [ln for ln in err.splitlines() if ln.startswith("posecli:")]
+    assert code != 0 and out.read_bytes() == b"mine"
+    assert lines == [f"posecli: error: {out}: exists; pass --overwrite to replace it or --skip-existing to keep it"] * 2

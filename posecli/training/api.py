@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
+from ..errors import PoseCliError, UsageError
 from ..fileio import check_writable
 from ..runtime import hardware_name
 from .method import TrainData
@@ -46,11 +46,15 @@ def train(data_specs: list[str], output: str | Path, opts: TrainOptions = TrainO
     device = resolve_device(device) if isinstance(device, str) else device
     dist, device = D.setup(device)
     try:
-        if dist.main:
-            check_writable(output, overwrite)  # fail before hours of training, not after
+        D.main_checks(dist, lambda: check_writable(output, overwrite))  # fail before hours of training, not after
         return _train(data_specs, output, opts, method_cls, dist, device, workdir=workdir, resume=resume,
                       overwrite=overwrite, crop=crop, fps=fps, clip_seconds=clip_seconds, strict=strict,
                       quiet=quiet or not dist.main, half=half, stop_after_steps=stop_after_steps)
+    except RuntimeError as e:
+        if D.peer_failure(e, dist):
+            raise PoseCliError(f"another process of this torchrun job stopped (its error is above): "
+                               f"rank {dist.rank} of {dist.world} cannot go on") from None
+        raise
     finally:
         D.teardown()
 

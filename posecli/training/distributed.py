@@ -82,6 +82,34 @@ def main_first(d: Dist):
             dist.barrier(group=_slow_group)
 
 
+def main_checks(d: Dist, check) -> None:
+    """Run ``check()`` on rank 0; if it raises a user error, every rank raises it (the
+    others would otherwise wait for rank 0 or fail with a broken connection)."""
+    from ..errors import PoseCliError
+
+    err = None
+    if d.main:
+        try:
+            check()
+        except PoseCliError as e:
+            err = e
+    if d.enabled:
+        box = [None if err is None else (str(err), int(err.exit_code))]
+        dist.broadcast_object_list(box, src=0)
+        if box[0] is not None and err is None:
+            err = PoseCliError(box[0][0])
+            err.exit_code = box[0][1]
+    if err is not None:
+        raise err
+
+
+def peer_failure(e: BaseException, d: Dist) -> bool:
+    """A collective that failed because another process stopped (its own error says why)."""
+    text = str(e)
+    return d.enabled and isinstance(e, RuntimeError) and any(
+        s in text for s in ("Connection closed by peer", "remote worker", "Connection reset by peer", "NCCL error"))
+
+
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier(group=_slow_group)
