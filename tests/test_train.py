@@ -191,9 +191,11 @@ def test_cli_train_bad_data(runner, tmp_path, cars):
         assert r.exit_code in (1, 2), r.output
         assert msg in r.output and "Traceback" not in r.output
         assert len(r.output.strip().splitlines()) == 1
-        assert not out.exists()
+        assert not out.exists() and not (tmp_path / "x.work").exists()  # a run that cannot start leaves nothing
     r = invoke(runner, ["train", cars, "-o", tmp_path / "y.safetensors", *TRAIN_ARGS[:-1], "--batch-size", "500"])
-    assert r.exit_code == 2 and "fewer than --batch-size" in r.output
+    assert r.exit_code == 2 and "fewer than --batch-size" in r.output and not (tmp_path / "y.work").exists()
+    r = invoke(runner, ["train", cars, "-o", tmp_path / "y.safetensors", *TRAIN_ARGS, "--loss", "bogus"])
+    assert r.exit_code == 2 and "--loss bogus: expected one of" in r.output and not (tmp_path / "y.work").exists()
     out = tmp_path / "z.safetensors"
     r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS, "--stage2-generator", "thawed"])
     assert r.exit_code == 2 and "stage2_generator=thawed" in r.output and not out.exists()
@@ -210,6 +212,31 @@ def test_cli_train_bad_data(runner, tmp_path, cars):
         assert r.exit_code == 2, (args, r.output)
         assert msg in r.output and len(r.output.strip().splitlines()) == 1, (args, r.output)
         assert not out.exists()
+
+
+def test_cli_train_resume_overwrite_and_finished_runs(runner, cars, tmp_path):
+    out = tmp_path / "m.safetensors"
+    r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS, "--resume"])
+    assert r.exit_code == 1 and "--resume: no checkpoint here" in r.output and not out.exists()
+    from safetensors.torch import load_file
+
+    r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS])
+    assert r.exit_code == 0, r.output
+    first = load_file(str(out))
+
+    def same(a, b):
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # the same command again: the model and the checkpoint are there
+    r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS])
+    assert r.exit_code == 1 and "exists" in r.output
+    # --overwrite starts afresh (same seed: the same model)
+    r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS[:-1], "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert "starting afresh" in r.stderr and same(load_file(str(out)), first)
+    # --resume of a finished run writes its model again and says so
+    r = invoke(runner, ["train", cars, "-o", out, *TRAIN_ARGS[:-1], "--resume", "--overwrite"])
+    assert r.exit_code == 0 and "finished run" in r.stderr and same(load_file(str(out)), first)
 
 
 def test_cli_train_skips_corrupt_files_unless_strict(runner, tmp_path, cars):

@@ -68,12 +68,20 @@ def _train(data_specs, output: Path, opts: TrainOptions, method_cls, dist, devic
     from .losses import ReconstructionLoss
 
     workdir = Path(workdir) if workdir else default_workdir(output)
-    if dist.main:
-        workdir.mkdir(parents=True, exist_ok=True)
-    with D.main_first(dist):  # rank 0 decodes into the cache; the others read it
-        data = load_image_set(data_specs, opts.image_size, crop, fps, clip_seconds, strict,
-                              cache_dir=workdir / "cache" if dist.main or workdir.is_dir() else None, quiet=quiet)
-    check_trainable(data, opts.batch_size, " ".join(data_specs))
+    created = dist.main and not workdir.exists()
+    try:
+        if dist.main:
+            workdir.mkdir(parents=True, exist_ok=True)
+        with D.main_first(dist):  # rank 0 decodes into the cache; the others read it
+            data = load_image_set(data_specs, opts.image_size, crop, fps, clip_seconds, strict,
+                                  cache_dir=workdir / "cache" if dist.main or workdir.is_dir() else None, quiet=quiet)
+        check_trainable(data, opts.batch_size, " ".join(data_specs))
+    except BaseException:
+        if created:  # a run that could not start leaves no work folder (this run made it: only its cache)
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
     log.info(f"{len(data)} images of {len(data.names)} identities, {opts.image_size}px, on {device}"
              + (f", {dist.world} processes" if dist.enabled else ""))
 
@@ -89,7 +97,7 @@ def _train(data_specs, output: Path, opts: TrainOptions, method_cls, dist, devic
         torch.backends.cudnn.benchmark = True
     trainer = Trainer(method_cls, tdata, opts, workdir, device, loss, quiet, stop_after_steps, dist)
     t0 = time.monotonic()
-    trainer.run(resume=resume)
+    trainer.run(resume=resume, restart=overwrite)
     method = trainer.method
     model = method.final_model().eval()
     last = {k: round(v, 6) for k, v in trainer.history[-1].items() if k not in ("stage", "step", "epoch")} \

@@ -162,15 +162,21 @@ class Trainer:
         if self.dist.main:  # every rank holds the same state: rank 0 writes it
             save_checkpoint(self.workdir, state_fn())
 
-    def _load(self, resume: bool) -> dict | None:
+    def _load(self, resume: bool, restart: bool) -> dict | None:
         ckpt = load_checkpoint(self.workdir) if self.dist.main else None
         if self.dist.enabled:  # other machines may not see rank 0's disk
             box = [ckpt]
             torch.distributed.broadcast_object_list(box, src=0)
             ckpt = box[0]
+        if ckpt is None and resume:
+            raise PoseCliError("--resume: no checkpoint here to continue; leave out --resume to start a new run",
+                               self.workdir)
         if ckpt is not None and not resume:
-            raise PoseCliError("a checkpoint from an earlier run is here; pass --resume to continue it, "
-                               "or choose another --workdir", self.workdir)
+            if not restart:
+                raise PoseCliError("a checkpoint from an earlier run is here; pass --resume to continue it, "
+                                   "--overwrite to start afresh, or choose another --workdir", self.workdir)
+            log.warning(f"--overwrite: starting afresh; the checkpoint in {self.workdir} will be replaced")
+            return None
         if ckpt is None:
             return None
         if ckpt.get("version") != CHECKPOINT_VERSION:
@@ -190,14 +196,19 @@ class Trainer:
         return ckpt
 
     # -- the loop --------------------------------------------------------------
-    def run(self, resume: bool = False) -> None:
-        ckpt = self._load(resume)
+    def run(self, resume: bool = False, restart: bool = False) -> None:
+        """Train every stage; ``resume`` continues the work folder's checkpoint, ``restart``
+        (--overwrite) replaces it."""
+        ckpt = self._load(resume, restart)
         start = (0, 0, 0, 0)
+        stages = self.method.stages()
         if ckpt is not None:
             start = (ckpt["stage"], ckpt["epoch"], ckpt["step"], ckpt["global_step"])
-            log.warning(f"resuming from {self.workdir / 'checkpoint.pt'}: stage {start[0] + 1}, "
-                        f"epoch {start[1] + 1}, step {start[2]}")
-        stages = self.method.stages()
+            if start[0] >= len(stages):
+                log.warning(f"{self.workdir / 'checkpoint.pt'} is of a finished run: writing its model")
+            else:
+                log.warning(f"resuming from {self.workdir / 'checkpoint.pt'}: stage {start[0] + 1} of "
+                            f"{len(stages)}, epoch {start[1] + 1}, step {start[2]}")
         per_epoch = len(self.data) // self.opts.batch_size  # drop_last: fixed shapes
         total = sum(s.epochs for s in stages) * per_epoch
         done_before = sum(s.epochs for s in stages[: start[0]]) * per_epoch + start[1] * per_epoch + start[2]

@@ -44,6 +44,10 @@ class TrainOptions:
                 raise UsageError(f"{name} {v}: must be at least 1")
         if not (math.isfinite(self.lr_min) and self.lr_min >= 0):
             raise UsageError(f"lr_min {self.lr_min}: expected a finite number >= 0")
+        from .losses import LOSSES
+
+        if self.loss not in LOSSES:
+            raise UsageError(f"--loss {self.loss}: expected one of {', '.join(LOSSES)}")
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision {self.precision}: expected one of {', '.join(PRECISIONS)}")
         if self.method_options is None:
