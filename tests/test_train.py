@@ -378,7 +378,7 @@ def test_train_options_reject_bad_values_for_library_callers_too(bad):
 
 @pytest.mark.parametrize("bad", [{"stage2_epochs": 0}, {"lr_latent": 0.0}, {"lr_generator": float("nan")},
                                  {"noise_std": -1.0}, {"pose_decay": float("inf")}, {"stage2_generator": "thawed"},
-                                 {"ema": 1.0}])
+                                 {"ema": 1.0}, {"width": 0.0}])
 def test_lord_options_reject_bad_values_for_library_callers_too(bad):
     from posecli.errors import UsageError
 

@@ -62,7 +62,8 @@ class Options:
 
     lr: float = opt(2e-4, "learning rate of every network, critics included (linear decay to 0)")
     epsilon: float = opt(0.125, "the bound on I(pose, identity), in the critic's logit units")
-    mu: float = opt(0.1, "penalty weight of the augmented Lagrangian (also lambda's step size)")
+    mu: float = opt(0.1, "penalty weight of the augmented Lagrangian, also lambda's step size "
+                         "(raise it for runs of a few thousand steps: README, Which method when)")
     lambda0: float = opt(0.0, "initial Lagrange multiplier")
     gamma0: float = opt(1.0, "initial KL weight")
     l_gamma: float = opt(0.01, "step size of gamma's update")
