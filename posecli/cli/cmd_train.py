@@ -103,8 +103,12 @@ def train(
         if json_out:
             emit_json(summary)
         elif not quiet:
-            typer.echo(f"wrote {summary['output']} ({summary['images']} images, {summary['identities']} identities, "
-                       f"loss {summary['loss']}, {summary['train_seconds']} s); samples in {summary['workdir']}", err=True)
+            rec = summary["final"].get("recon")
+            typer.echo(f"posecli: wrote {summary['output']} ({summary['images']} images, {summary['identities']} "
+                       f"identities, loss {summary['loss']}, {summary['train_seconds']} s"
+                       + (f", final reconstruction loss {rec:.4g}" if rec is not None else "")
+                       + f"); samples in {summary['workdir']}; measure it on held-out data with "
+                       f"posecli eval HELDOUT -m {summary['output']}", err=True)
 
 
 def register(app: typer.Typer) -> None:

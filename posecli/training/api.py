@@ -82,8 +82,6 @@ def _train(data_specs, output: Path, opts: TrainOptions, method_cls, dist, devic
 
             shutil.rmtree(workdir, ignore_errors=True)
         raise
-    log.info(f"{len(data)} images of {len(data.names)} identities, {opts.image_size}px, on {device}"
-             + (f", {dist.world} processes" if dist.enabled else ""))
 
     loss = ReconstructionLoss(opts.loss).to(device)
     from dataclasses import replace

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -217,6 +218,9 @@ class Trainer:
                 self._make_ema(si, stage, ckpt)
         bar = progress(total=total, desc="training", unit="step", quiet=self.quiet or not self.dist.main,
                        initial=done_before)
+        self._notice(f"training {self.opts.method} on {len(self.data)} images of {self.data.n_identities} identities: "
+                     f"{len(stages)} stage(s), {total} steps of {self.opts.batch_size} "
+                     f"images on {self.device}" + (f" ({self.dist.world} processes)" if self.dist.enabled else ""))
         try:
             with self.stop.installed():
                 for si in range(start[0], len(stages)):
@@ -236,6 +240,12 @@ class Trainer:
                 ema.load_state_dict(ckpt["ema"][f"{si}.{name}"])
             self.ema[f"{si}.{name}"] = ema
             self.method.ema[name] = ema.module
+
+    def _notice(self, message: str) -> None:
+        """Progress lines: shown by default where no progress bar is (scripts, nohup, a pipe),
+        with -v on a terminal; -q silences them."""
+        if self.dist.main and not self.quiet:
+            log.log(logging.INFO if sys.stderr.isatty() else logging.WARNING, message)
 
     def _enable(self, run: _PhaseRun) -> None:
         """Gradients for this phase's parameters only."""
@@ -306,12 +316,12 @@ class Trainer:
             last_ckpt = time.monotonic()
             if dist.main:
                 self._write_pictures(stage, epoch)
-            if self.history:  # for logs of scripted runs, where no progress bar shows (-v)
+            if self.history:  # a line an epoch: what scripts and logs see, where no progress bar shows
                 row = self.history[-1]
                 extra = "".join(f", {k} {row[k]:.4g}" for k in row if k not in
                                 ("step", "stage", "epoch", "images_per_s", "loss"))
-                log.info(f"{stage.name} epoch {epoch + 1}/{stage.epochs}: loss {row['loss']:.4f}{extra}, "
-                         f"{row['images_per_s']:.0f} img/s")
+                self._notice(f"{stage.name} epoch {epoch + 1}/{stage.epochs}: loss {row['loss']:.4f}{extra}, "
+                             f"{row['images_per_s']:.0f} img/s")
 
     def _batch(self, gidx: torch.Tensor, make_extra, gen: torch.Generator) -> Batch:
         """This process's share of the global batch ``gidx`` (every rank cuts it the same way)."""

@@ -57,17 +57,23 @@ def _panel(history: list[dict], terms: list[str], width: int, height: int, log: 
         cv2.line(img, (left, y), (left + pw, y), (220, 220, 220), 1)
         cv2.putText(img, label, (5, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     prev_stage = history[0].get("stage")
-    for h in history:  # stage boundaries
+    label = lambda x, name: cv2.putText(img, str(name), (x + 4, top + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4,  # noqa: E731
+                                        (120, 120, 120), 1, cv2.LINE_AA)
+    label(left, prev_stage)
+    for h in history:  # stage boundaries: a stage's losses are not comparable with the last one's
         if h.get("stage") != prev_stage:
             x = xy(h["step"], lo)[0]
             cv2.line(img, (x, top), (x, top + ph), (160, 160, 160), 1)
             prev_stage = h.get("stage")
+            label(x, prev_stage)
+    stages = list(dict.fromkeys(h.get("stage") for h in history))
     for i, t in enumerate(terms):
-        pts = [xy(h["step"], f(h[t])) for h in history
-               if t in h and (h[t] > 0 or not log) and math.isfinite(h[t])]
         colour = COLOURS[i % len(COLOURS)]
-        if len(pts) > 1:
-            cv2.polylines(img, [np.array(pts, np.int32)], False, colour, 1, cv2.LINE_AA)
+        for stage in stages:  # one line per stage: no slope drawn across a boundary
+            pts = [xy(h["step"], f(h[t])) for h in history
+                   if h.get("stage") == stage and t in h and (h[t] > 0 or not log) and math.isfinite(h[t])]
+            if len(pts) > 1:
+                cv2.polylines(img, [np.array(pts, np.int32)], False, colour, 1, cv2.LINE_AA)
         cv2.putText(img, t, (left + pw + 8, top + 15 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
     scale = "log scale" if log else "linear scale"
     cv2.putText(img, f"step {s0}..{s1}, {scale}", (left, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
