@@ -23,6 +23,7 @@ from conftest import blobs, invoke
 TINY_METHOD = {
     "lord": dict(width=0.125, identity_dim=16, pose_dim=8),
     "esser": dict(width=0.125, critic_width=0.0625, identity_channels=4, pose_channels=4, warmup=4, lr=1e-3),
+    "cs": dict(width=0.125, identity_dim=16, pose_dim=8, id_features="off"),
 }
 TINY = dict(image_size=32, batch_size=16, loss="lap", log_every=2)
 

@@ -60,9 +60,12 @@ def _from_folder(root: Path) -> list[Source]:
     if not out:
         out = [Source(str(f), f.stem, "video") for f in sorted(root.iterdir())
                if f.is_file() and f.suffix.lower() in VIDEO_EXTS and not f.name.startswith(".")]
+    if not out:  # a flat folder of images: one identity, the folder's (for methods without labels)
+        out = [Source(str(f), root.resolve().name, "image") for f in sorted(root.iterdir())
+               if f.is_file() and f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".")]
     if not out:
-        raise InputError("no identity subfolders with images (expected DATA/<identity>/<image>) "
-                         "and no videos (one identity each)", root)
+        raise InputError("no identity subfolders with images (expected DATA/<identity>/<image>), "
+                         "no videos (one identity each) and no images", root)
     return out
 
 
@@ -199,9 +202,9 @@ def load_image_set(specs: list[str], size: int = 64, crop: str = "center", fps: 
     return data
 
 
-def check_trainable(data: ImageSet, batch_size: int, what: str) -> None:
-    if len(data.names) < 2:
-        raise UsageError(f"{what}: found a single identity ({data.names[0]!r}); identity/pose "
-                         "models need at least 2 identities (subfolders, videos or clips)")
+def check_trainable(data: ImageSet, batch_size: int, what: str, needs_labels: bool = True) -> None:
+    if needs_labels and len(data.names) < 2:
+        raise UsageError(f"{what}: found a single identity ({data.names[0]!r}); this method needs at least "
+                         "2 identities (subfolders, videos or clips); --method cs learns without labels")
     if len(data) < batch_size:
         raise UsageError(f"{what}: {len(data)} images is fewer than --batch-size {batch_size}; lower --batch-size")

@@ -17,6 +17,7 @@ import importlib
 MODEL_REGISTRY: dict[str, tuple[str, str]] = {
     "lord": ("posecli.models.lord", "LordModel"),
     "esser": ("posecli.models.esser", "EsserModel"),
+    "cs": ("posecli.models.cs", "CsModel"),
 }
 
 

@@ -13,6 +13,7 @@ import importlib
 METHODS: dict[str, str] = {
     "lord": "posecli.training.lord",
     "esser": "posecli.training.esser",
+    "cs": "posecli.training.cs",
 }
 
 

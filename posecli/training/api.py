@@ -75,7 +75,10 @@ def _train(data_specs, output: Path, opts: TrainOptions, method_cls, dist, devic
         with D.main_first(dist):  # rank 0 decodes into the cache; the others read it
             data = load_image_set(data_specs, opts.image_size, crop, fps, clip_seconds, strict,
                                   cache_dir=workdir / "cache" if dist.main or workdir.is_dir() else None, quiet=quiet)
-        check_trainable(data, opts.batch_size, " ".join(data_specs))
+        check_trainable(data, opts.batch_size, " ".join(data_specs), method_cls.needs_labels)
+        if not method_cls.needs_labels and not quiet and len(data.names) > 1:
+            log.warning(f"--method {opts.method} learns without labels: the {len(data.names)} identities of "
+                        "the data are not used in training (posecli eval uses them)")
     except BaseException:
         if created:  # a run that could not start leaves no work folder (this run made it: only its cache)
             import shutil

@@ -100,12 +100,16 @@ class Stage2(nn.Module):
         self.model, self.identity_table, self.pose_table, self.recon = model, identity_table, pose_table, recon
         self.code_weight = code_weight
 
+    def targets(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stage-1 codes of the batch: the identity's, and the image's pose."""
+        return self.identity_table(batch.labels), self.pose_table(batch.idx)
+
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         m = self.model
         e_id, e_pose = m.encode_identity(batch.x), m.encode_pose(batch.x)
         recon = self.recon(m.generate(e_id, e_pose), batch.x)
         with torch.no_grad():
-            t_id, t_pose = self.identity_table(batch.labels), self.pose_table(batch.idx)
+            t_id, t_pose = self.targets(batch)
         # each regression error is relative to its table's spread, which the model's
         # code statistics hold (1 = no better than the table's mean): the identity
         # table stays tiny (its scale lives in the modulation network), and an

@@ -69,6 +69,50 @@ class VGGFeatures(nn.Module):
         return out
 
 
+def resnet18_weights_file() -> Path:
+    from torchvision.models import ResNet18_Weights
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(ResNet18_Weights.IMAGENET1K_V1.url)
+
+
+class ResNetFeatures(nn.Module):
+    """Frozen ResNet-18 ImageNet features (stem and layer1..layer4) of ImageNet-normalised
+    input upsampled to 128 px: C-S's instance-discrimination network. Raises
+    MissingWeightsError naming the file when its weights cannot be had."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models import ResNet18_Weights, resnet18
+
+        from ..runtime import OFFLINE_ENV, offline
+
+        url = ResNet18_Weights.IMAGENET1K_V1.url
+        if offline() and not resnet18_weights_file().is_file():
+            raise MissingWeightsError(f"ResNet-18 ImageNet weights are not in place and {OFFLINE_ENV} forbids "
+                                      f"downloading them; place {url} at {resnet18_weights_file()}")
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                net = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)
+        except Exception as e:  # any failure to obtain the file
+            raise MissingWeightsError(f"ResNet-18 ImageNet weights are unavailable ({type(e).__name__}); "
+                                      f"download {url} and place it at {resnet18_weights_file()}") from None
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
+        self.blocks = nn.ModuleList([nn.Sequential(net.maxpool, net.layer1), net.layer2, net.layer3, net.layer4])
+        self.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True) -> "ResNetFeatures":
+        return super().train(False)  # batch norm keeps its ImageNet statistics
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = F.interpolate((x - self.mean) / self.std, size=128, mode="bilinear", align_corners=False)
+        out = [self.stem(x)]
+        for block in self.blocks:
+            out.append(block(out[-1]))
+        return out
+
+
 def _blur_down(x: torch.Tensor) -> torch.Tensor:
     k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=x.device, dtype=x.dtype) / 16
     k2 = (k[:, None] * k[None, :]).expand(x.shape[1], 1, 5, 5)

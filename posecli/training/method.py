@@ -101,6 +101,7 @@ class Method:
     """Base of every method; subclasses set ``name`` and build their networks in ``__init__``."""
 
     name: ClassVar[str] = ""
+    needs_labels: ClassVar[bool] = True  # False: identities are ignored (one is enough)
     modules: dict[str, nn.Module]  # everything trained: checkpointed, moved to the device
     latents: dict[str, nn.Embedding]  # per-image tables (also in modules), indexed by Batch.idx
 
