@@ -153,3 +153,13 @@ def test_cli_trains_on_a_flat_unlabelled_folder(runner, tiny_cars, tmp_path):
     r = invoke(runner, ["train", flat, "-o", tmp_path / "l.safetensors", "--size", "32", "--epochs", "1",
                         "--batch-size", "16", "-q"])
     assert r.exit_code == 2 and "single identity" in r.output and "--method cs" in r.output
+
+
+def test_a_manifest_without_identities_is_one_unlabelled_set(tiny_cars, tmp_path):
+    from posecli.data.dataset import collect_sources
+
+    manifest = tmp_path / "pile.csv"
+    files = sorted(tiny_cars.glob("car_*/*.png"))[:5]
+    manifest.write_text("path\n" + "".join(f"{f}\n" for f in files))
+    sources = collect_sources([str(manifest)])
+    assert [s.path for s in sources] == [str(f) for f in files] and {s.identity for s in sources} == {"pile"}

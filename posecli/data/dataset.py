@@ -75,14 +75,14 @@ def _from_manifest(path: Path) -> list[Source]:
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"cannot read manifest: {e}", path) from None
-    if not rows or not {"path", "identity"} <= set(rows[0]):
-        raise InputError("manifest needs the columns path,identity", path)
+    if not rows or "path" not in rows[0]:
+        raise InputError("manifest needs the column path (and identity, for methods that use labels)", path)
     out = []
     for r in rows:
         p = Path(r["path"])
         p = p if p.is_absolute() else path.parent / p
         kind = "video" if p.suffix.lower() in VIDEO_EXTS else "image"
-        out.append(Source(str(p), str(r["identity"]), kind))
+        out.append(Source(str(p), str(r.get("identity") or path.stem), kind))  # no identity: one, the manifest's
     return out
 
 
