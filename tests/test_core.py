@@ -72,7 +72,8 @@ def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path, method, s
         for (k, a), b in zip(module.state_dict().items(), resumed.method.modules[name].state_dict().values()):
             assert torch.equal(a, b), f"{name}.{k} differs after resume"
     for k, v in full.method.state_dict().items():
-        assert torch.equal(v, resumed.method.state_dict()[k]), k
+        w = resumed.method.state_dict()[k]
+        assert torch.equal(v, w) if isinstance(v, torch.Tensor) else v == w, k
     assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]
 
 

@@ -83,29 +83,59 @@ def test_instance_discrimination_is_zero_for_identical_images_and_never_trains_t
     mixed = torch.rand(4, 3, 16, 16, requires_grad=True)
     loss = instance_discrimination(features, mixed, x)
     loss.backward()
-    assert float(loss) > 0 and mixed.grad is not None and mixed.grad.abs().sum() > 0
+    assert float(loss.detach()) > 0 and mixed.grad is not None and mixed.grad.abs().sum() > 0
     assert all(p.grad is None for p in features.parameters())
 
 
 def test_the_term_trains_the_generator_through_mixed_images(tmp_path, monkeypatch):
     import posecli.training.cs as cs
 
-    monkeypatch.setattr(cs, "feature_network", lambda choice: (_Features(), "test features"))
+    monkeypatch.setattr(cs, "feature_network", lambda choice, *a: (_Features(), "test features"))
     trainer = run(tmp_path, tiny_opts("cs", epochs=1, id_features="resnet18"))
     s1 = [h for h in trainer.history if h["stage"] == "stage1"]
     assert s1 and all(h["instance"] > 0 for h in s1)
     assert trainer.method.summary()["cs"]["id_features"] == "test features"
 
 
-def test_resnet_features_offline_name_the_file_and_auto_switches_the_term_off(offline_no_downloads, caplog):
+def test_offline_resnet_is_named_and_auto_pretrains_a_network_on_the_data_once(offline_no_downloads, caplog,
+                                                                                 tmp_path):
     from posecli.errors import MissingWeightsError
     from posecli.training.cs import feature_network
 
+    data = blobs(n=32)
     with pytest.raises(MissingWeightsError, match="resnet18-f37072fd.pth"):
-        feature_network("resnet18")
-    net, ran = feature_network("auto")
-    assert net is None and ran.startswith("off") and "resnet18-f37072fd.pth" in caplog.text
-    assert feature_network("off") == (None, "off")
+        feature_network("resnet18", data)
+    net, ran = feature_network("auto", data, 0, 2, tmp_path)
+    assert ran.startswith("npid") and "resnet18-f37072fd.pth" in caplog.text
+    assert all(not p.requires_grad for p in net.parameters()) and not net.training
+    cached = list(tmp_path.glob("id-features-*.safetensors"))
+    assert len(cached) == 1
+    before = cached[0].stat().st_mtime_ns
+    again, _ = feature_network("npid", data, 0, 2, tmp_path)  # the cache, not a second training
+    assert cached[0].stat().st_mtime_ns == before
+    x = data.images[:4].float() / 255
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(net(x), again(x)))
+    assert feature_network("off", data) == (None, "off")
+
+
+def test_npid_pretraining_learns_to_tell_images_apart():
+    from posecli.training.npid import pretrain
+
+    data = blobs(n=32)
+    x = data.images.float() / 255
+    torch.manual_seed(0)
+    from posecli.training.npid import SmallFeatures
+
+    net = pretrain(data.images, epochs=15, seed=0, batch_size=32)
+    with torch.no_grad():
+        before, after = SmallFeatures().eval().embed(x), net.embed(x)
+
+    def margin(v):  # how much more an image resembles itself than the most similar other image
+        sim = v @ v.t()
+        return float((sim.diag() - (sim - 2 * torch.eye(len(v))).max(1).values).mean())
+
+    assert margin(after) > margin(before)
 
 
 def test_no_label_is_read_in_training(tmp_path):
@@ -142,7 +172,7 @@ def test_cli_trains_on_a_flat_unlabelled_folder(runner, tiny_cars, tmp_path):
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["images"] == 64 and summary["identities"] == 1
-    assert summary["cs"] == {"id_features": "off", "labels_used": False}
+    assert summary["cs"] == {"id_features": "off", "labels_used": False}  # --opt id_features=off
     assert load_model(out).method == "cs"
     # labelled data: the identities are ignored, in one line
     r = invoke(runner, ["train", tiny_cars, "-o", tmp_path / "cs2.safetensors", "--method", "cs", "--size", "32",

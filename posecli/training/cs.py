@@ -19,8 +19,9 @@ No label is read: batches are anchors, and each image's codes are its own.
 
 Stand-ins where the paper is vague (methods-refs.md section 2.3):
 - the feature network is torchvision's ImageNet ResNet-18 (the paper pre-trained its
-  own with NPID); where that file cannot be had, ``id_features=auto`` switches the
-  term off with a notice naming the file, and the model file records which ran;
+  own with NPID); where that file cannot be had, ``id_features=auto`` pre-trains a
+  small network by NPID on the training images (posecli/training/npid.py, cached in
+  the work folder), with a notice naming the file; the model file records which ran;
 - mixed pairs pair each image with the previous one in the batch (a derangement);
   the self images x = G(s_i, c_i) are detached in L_ID, a pure consistency target;
 - capacities: C_c from 2 to 5 and gamma_s = 0 (the paper's Chairs values, the only
@@ -69,9 +70,11 @@ class Options:
     capacity_pose: str = opt("2:5", "C_c, start:end of the pose code's squared-norm capacity")
     capacity_identity: str = opt("0:0", "C_s, start:end of the identity code's squared-norm capacity")
     ib_ramp: float = opt(1.0, "fraction of stage 1 over which the capacities rise")
-    id_features: Literal["auto", "resnet18", "off"] = opt(
-        "auto", "instance-discrimination network: resnet18 (ImageNet file required), off, or auto (resnet18 "
-                "when its file is in place, else off with a notice)")
+    id_features: Literal["auto", "resnet18", "npid", "off"] = opt(
+        "auto", "instance-discrimination network: resnet18 (ImageNet file required), npid (pre-trained here on "
+                "the training images, cached in the work folder), off, or auto (resnet18 when its file is in "
+                "place, else npid)")
+    npid_epochs: int = opt(10, "epochs of the npid network's pre-training")
     stage2: Literal["lord", "codes"] = opt("lord", "lord: codes + reconstruction, generator fine-tuned; codes: "
                                                    "the paper's eq. 6 (L1 to the codes, generator frozen)")
     code_weight: float = opt(10.0, "stage-2 (lord) weight of the code regression")
@@ -94,8 +97,10 @@ class Options:
             raise UsageError(f"--opt ib_ramp={self.ib_ramp}: expected a fraction in (0, 1]")
         for name in ("capacity_pose", "capacity_identity"):
             capacity(getattr(self, name), name)
+        if self.npid_epochs < 1:
+            raise UsageError(f"--opt npid_epochs={self.npid_epochs}: must be at least 1")
         for name, value, allowed in (("prior", self.prior, PRIORS), ("id_features", self.id_features,
-                                     ("auto", "resnet18", "off")), ("stage2", self.stage2, ("lord", "codes"))):
+                                     ("auto", "resnet18", "npid", "off")), ("stage2", self.stage2, ("lord", "codes"))):
             if value not in allowed:
                 raise UsageError(f"--opt {name}={value}: expected one of {', '.join(allowed)}")
         for name in ("identity_dim", "pose_dim"):
@@ -134,9 +139,10 @@ def instance_discrimination(features: nn.Module, mixed: torch.Tensor, own: torch
 
 class Stage1(nn.Module):
     def __init__(self, model: CsModel, style: nn.Embedding, content: nn.Embedding, recon: nn.Module,
-                 features: nn.Module | None, o: Options, ramp_steps: int):
+                 method: "Method", o: Options, ramp_steps: int):
         super().__init__()
-        self.model, self.style, self.content, self.recon, self.features = model, style, content, recon, features
+        self.model, self.style, self.content, self.recon = model, style, content, recon
+        self.method = [method]  # in a list: not a submodule (the frozen features stay out of DDP and checkpoints)
         self.o, self.ramp_steps = o, ramp_steps
         self.cap_pose, self.cap_identity = capacity(o.capacity_pose), capacity(o.capacity_identity)
 
@@ -154,10 +160,11 @@ class Stage1(nn.Module):
         terms = {"recon": recon, "ib": ib, "capacity_pose": torch.tensor(cap_c, device=c.device),
                  "pose_norm2": c.detach().float().pow(2).sum(1).mean(),
                  "identity_norm2": s.detach().float().pow(2).sum(1).mean()}
-        if self.features is not None and o.w_id > 0:
+        features = self.method[0].features
+        if features is not None and o.w_id > 0:
             # image i's style with image i-1's content, and the reverse (a derangement of the batch)
             mixed = m.generate(torch.cat([s_n, s_n.roll(1, 0)]), torch.cat([c_n.roll(1, 0), c_n]))
-            ident = instance_discrimination(self.features, mixed, torch.cat([own, own.roll(1, 0)]))
+            ident = instance_discrimination(features, mixed, torch.cat([own, own.roll(1, 0)]))
             loss = loss + o.w_id * ident
             terms["instance"] = ident
         return {"loss": loss, **terms}
@@ -184,19 +191,23 @@ class Stage2(lord.Stage2):
         return {"loss": code_id + code_pose, "code_identity": code_id, "code_pose": code_pose}
 
 
-def feature_network(choice: str):
-    """(network or None, what ran): the ImageNet ResNet-18, or nothing."""
+def feature_network(choice: str, data=None, seed: int = 0, epochs: int = 10, cache_dir=None):
+    """(network or None, what ran): the ImageNet ResNet-18; else the npid network
+    pre-trained on the training images (cached); or nothing."""
     from .losses import ResNetFeatures
 
     if choice == "off":
         return None, "off"
-    try:
-        return ResNetFeatures(), "resnet18"
-    except MissingWeightsError as e:
-        if choice == "resnet18":
-            raise
-        log.warning(f"{e}. C-S trains without its instance-discrimination term (--opt id_features=off)")
-        return None, "off (ResNet-18 weights unavailable)"
+    if choice in ("auto", "resnet18"):
+        try:
+            return ResNetFeatures(), "resnet18"
+        except MissingWeightsError as e:
+            if choice == "resnet18":
+                raise
+            log.warning(f"{e}. Using a network pre-trained on the training images instead (--opt id_features=npid)")
+    from .npid import cached
+
+    return cached(data.images, data.key, epochs, seed, cache_dir), f"npid ({epochs} epochs on the training images)"
 
 
 class Method(MethodBase):
@@ -214,9 +225,17 @@ class Method(MethodBase):
             nn.init.uniform_(table.weight, -0.05, 0.05)
         self.modules = {"model": self.model, "style": self.style, "content": self.content}
         self.latents = {"style": self.style, "content": self.content}
-        self.features, self.features_ran = feature_network(o.id_features)
+        self.features, self.features_ran = None, "off"
+
+    def _stage1_begin(self) -> None:
+        if self.o.w_id == 0:
+            self.features_ran = "off (w_id 0)"
+            return
+        cache = self.workdir / "cache" if self.workdir is not None else None
+        self.features, self.features_ran = feature_network(self.o.id_features, self.data, self.opts.seed,
+                                                           self.o.npid_epochs, cache)
         if self.features is not None:
-            self.features.to(data.images.device)
+            self.features.to(self.data.images.device)
 
     def _stage1_optimizer(self):
         m, o = self.model, self.o
@@ -240,16 +259,22 @@ class Method(MethodBase):
     def stages(self) -> list[Stage]:
         o, opts = self.o, self.opts
         ramp = int(o.ib_ramp * opts.epochs * (len(self.data) // opts.batch_size))
-        s1 = Phase("main", Stage1(self.model, self.style, self.content, self.recon, self.features, o, ramp),
+        s1 = Phase("main", Stage1(self.model, self.style, self.content, self.recon, self, o, ramp),
                    self._stage1_optimizer)
         s2 = Phase("main", Stage2(self.model, self.style, self.content, self.recon, o.code_weight,
                                   codes_only=o.stage2 == "codes"), self._stage2_optimizer)
         e2 = o.stage2_epochs if o.stage2_epochs is not None else opts.epochs
-        return [Stage("stage1", opts.epochs, [s1], sample=self._stage1_sample),
+        return [Stage("stage1", opts.epochs, [s1], begin=self._stage1_begin, sample=self._stage1_sample),
                 Stage("stage2", e2, [s2], begin=self._stage2_begin)]
 
     def final_model(self) -> CsModel:
         return self.model
+
+    def state_dict(self) -> dict:
+        return {"id_features": self.features_ran}  # which network stage 1 used, for the model file
+
+    def load_state_dict(self, state: dict) -> None:
+        self.features_ran = state["id_features"]
 
     def summary(self) -> dict:
         return {"cs": {"id_features": self.features_ran, "labels_used": False}}

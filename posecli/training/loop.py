@@ -124,7 +124,7 @@ class Trainer:
         self.channels_last = self.amp_dtype is not None or cuda
         torch.manual_seed(opts.seed)  # the method's initial weights: the same on every rank
         self.method = method_cls(opts, data, recon)
-        self.method.dist = dist
+        self.method.dist, self.method.workdir = dist, self.workdir
         for m in self.method.modules.values():
             m.to(device)
             if self.channels_last:

@@ -112,6 +112,7 @@ class Method:
         self.o = opts.method_options  # the method's own options
         self.modules, self.latents = {}, {}
         self.dist = Dist()  # set by the loop under torchrun
+        self.workdir = None  # set by the loop: where a method may cache what it derives from the data
         self.ema: dict[str, nn.Module] = {}  # filled by the loop: name -> averaged copy
 
     def stages(self) -> list[Stage]:
@@ -121,11 +122,12 @@ class Method:
         """The PoseModel to save (the EMA copy where there is one)."""
         raise NotImplementedError
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Training state outside modules (multipliers, moving averages), for checkpoints."""
+    def state_dict(self) -> dict:
+        """Training state outside modules (multipliers, moving averages; tensors and plain
+        values), for checkpoints."""
         return {}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict) -> None:
         pass
 
     def summary(self) -> dict:
