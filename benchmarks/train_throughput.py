@@ -35,6 +35,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 METHOD_OPTS = {
     "lord": lambda w: {"width": w},
     "esser": lambda w: {"width": w, "critic_width": w, "warmup": 0},
+    # the instance-discrimination term on: a network pre-trained here (its one epoch is not timed)
+    "cs": lambda w: {"width": w, "id_features": "npid", "npid_epochs": 1},
 }
 
 

@@ -122,7 +122,10 @@ def describe(cls) -> str:
     lines = []
     for f in dataclasses.fields(cls):
         tp = types[f.name]
-        tname = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+        if typing.get_origin(tp) is typing.Literal:
+            tname = " | ".join(map(str, typing.get_args(tp)))
+        else:
+            tname = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
         lines.append(f"  {f.name} ({tname}, default {f.default!r}): {f.metadata.get('help', '')}")
     return "\n".join(lines)
 
