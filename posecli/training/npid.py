@@ -100,7 +100,7 @@ def pretrain(images: torch.Tensor, epochs: int, seed: int, batch_size: int = 128
             opt.step()
             with torch.no_grad():
                 bank[idx] = F.normalize(0.5 * bank[idx] + 0.5 * v.detach(), dim=1)
-            total += float(loss)
+            total += float(loss.detach())
         if not quiet:
             log.info(f"instance-discrimination pre-training epoch {epoch + 1}/{epochs}: loss {total / steps:.3f}")
     return net.eval().requires_grad_(False)
