@@ -45,7 +45,7 @@ from ..errors import MissingWeightsError, UsageError
 from ..models.cs import PRIORS, CsConfig, CsModel
 from . import lord
 from .method import Batch, Method as MethodBase, Phase, Stage, module_params
-from .options import opt
+from .options import at_least, non_negative, one_of, opt, positive
 from .samples import pair_cells
 
 log = logging.getLogger("posecli")
@@ -83,29 +83,16 @@ class Options:
     pose_dim: int = opt(128, "pose (content) code size (the paper: other sizes put shape into it)")
 
     def __post_init__(self) -> None:
-        if self.stage2_epochs is not None and self.stage2_epochs < 1:
-            raise UsageError(f"--opt stage2_epochs={self.stage2_epochs}: must be at least 1")
-        for name in ("lr_generator", "lr_latent", "lr_encoder", "width"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise UsageError(f"--opt {name}={v}: expected a positive number")
-        for name in ("noise_std", "w_perceptual", "w_ib", "w_id", "ib_pose", "ib_identity", "code_weight"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise UsageError(f"--opt {name}={v}: expected a finite number >= 0")
+        at_least(self, 1, "stage2_epochs", "identity_dim", "pose_dim", "npid_epochs")
+        positive(self, "lr_generator", "lr_latent", "lr_encoder", "width")
+        non_negative(self, "noise_std", "w_perceptual", "w_ib", "w_id", "ib_pose", "ib_identity", "code_weight")
         if not 0 < self.ib_ramp <= 1:
             raise UsageError(f"--opt ib_ramp={self.ib_ramp}: expected a fraction in (0, 1]")
         for name in ("capacity_pose", "capacity_identity"):
             capacity(getattr(self, name), name)
-        if self.npid_epochs < 1:
-            raise UsageError(f"--opt npid_epochs={self.npid_epochs}: must be at least 1")
-        for name, value, allowed in (("prior", self.prior, PRIORS), ("id_features", self.id_features,
-                                     ("auto", "resnet18", "npid", "off")), ("stage2", self.stage2, ("lord", "codes"))):
-            if value not in allowed:
-                raise UsageError(f"--opt {name}={value}: expected one of {', '.join(allowed)}")
-        for name in ("identity_dim", "pose_dim"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--opt {name}={getattr(self, name)}: must be at least 1")
+        one_of(self, "prior", PRIORS)
+        one_of(self, "id_features", ("auto", "resnet18", "npid", "off"))
+        one_of(self, "stage2", ("lord", "codes"))
 
 
 def capacity(text: str, name: str = "capacity") -> tuple[float, float]:

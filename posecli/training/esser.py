@@ -51,7 +51,7 @@ from ..errors import UsageError
 from ..models.esser import Critic, Decoder, EsserConfig, EsserModel
 from . import distributed as D
 from .method import Batch, Method as MethodBase, Phase, Stage, module_params
-from .options import opt
+from .options import at_least, non_negative, opt, positive
 
 ADAM_BETAS = (0.5, 0.9)
 
@@ -78,24 +78,14 @@ class Options:
     critic_width: float = opt(1.0, "channel multiplier of the two critics (1 = 512 channels)")
 
     def __post_init__(self) -> None:
-        for name in ("lr", "mu", "width", "critic_width", "ema_decay"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise UsageError(f"--opt {name}={v}: expected a positive number")
-        for name in ("lambda0", "gamma0", "l_gamma", "b_gamma", "recon_weight", "aux_weight"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise UsageError(f"--opt {name}={v}: expected a finite number >= 0")
+        positive(self, "lr", "mu", "width", "critic_width", "ema_decay")
+        non_negative(self, "lambda0", "gamma0", "l_gamma", "b_gamma", "recon_weight", "aux_weight")
         if not math.isfinite(self.epsilon):
             raise UsageError(f"--opt epsilon={self.epsilon}: expected a finite number")
         if self.ema_decay >= 1:
             raise UsageError(f"--opt ema_decay={self.ema_decay}: expected a decay in (0, 1)")
-        for name in ("warmup",):
-            if getattr(self, name) < 0:
-                raise UsageError(f"--opt {name}={getattr(self, name)}: must be at least 0")
-        for name in ("identity_channels", "pose_channels"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--opt {name}={getattr(self, name)}: must be at least 1")
+        at_least(self, 0, "warmup")
+        at_least(self, 1, "identity_channels", "pose_channels")
 
 
 class Constraint:

@@ -17,7 +17,6 @@ touched travel between processes.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -28,7 +27,7 @@ from torch import nn
 from ..errors import UsageError
 from ..models.lord import LordConfig, LordModel
 from .method import Batch, Method as MethodBase, Phase, Stage, module_params
-from .options import opt
+from .options import at_least, non_negative, one_of, opt, positive
 from .samples import pair_cells
 
 ADAM_BETAS = (0.5, 0.999)
@@ -54,21 +53,10 @@ class Options:
                           "the last weights (0: off; e.g. 0.999)")
 
     def __post_init__(self) -> None:
-        if self.stage2_epochs is not None and self.stage2_epochs < 1:
-            raise UsageError(f"--opt stage2_epochs={self.stage2_epochs}: must be at least 1")
-        for name in ("lr_generator", "lr_latent", "lr_encoder", "width"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise UsageError(f"--opt {name}={v}: expected a positive number")
-        for name in ("noise_std", "pose_decay", "code_weight"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise UsageError(f"--opt {name}={v}: expected a finite number >= 0")
-        for name in ("identity_dim", "pose_dim"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--opt {name}={getattr(self, name)}: must be at least 1")
-        if self.stage2_generator not in ("finetune", "frozen"):
-            raise UsageError(f"--opt stage2_generator={self.stage2_generator}: expected finetune or frozen")
+        at_least(self, 1, "stage2_epochs", "identity_dim", "pose_dim")
+        positive(self, "lr_generator", "lr_latent", "lr_encoder", "width")
+        non_negative(self, "noise_std", "pose_decay", "code_weight")
+        one_of(self, "stage2_generator", ("finetune", "frozen"))
         if not 0 <= self.ema < 1:
             raise UsageError(f"--opt ema={self.ema}: expected 0 (off) or a decay in (0, 1)")
 

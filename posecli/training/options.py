@@ -82,6 +82,34 @@ def opt(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
 
 
+def positive(o, *names: str) -> None:
+    """Each named option a finite number > 0 (else a usage error naming it)."""
+    for name in names:
+        v = getattr(o, name)
+        if not (math.isfinite(v) and v > 0):
+            raise UsageError(f"--opt {name}={v}: expected a positive number")
+
+
+def non_negative(o, *names: str) -> None:
+    for name in names:
+        v = getattr(o, name)
+        if not (math.isfinite(v) and v >= 0):
+            raise UsageError(f"--opt {name}={v}: expected a finite number >= 0")
+
+
+def at_least(o, minimum: int, *names: str) -> None:
+    """Each named integer option (None allowed: a default) at least ``minimum``."""
+    for name in names:
+        v = getattr(o, name)
+        if v is not None and v < minimum:
+            raise UsageError(f"--opt {name}={v}: must be at least {minimum}")
+
+
+def one_of(o, name: str, allowed) -> None:
+    if getattr(o, name) not in allowed:
+        raise UsageError(f"--opt {name}={getattr(o, name)}: expected one of {', '.join(allowed)}")
+
+
 def _field_types(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
