@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -87,8 +88,6 @@ def _train(data_specs, output: Path, opts: TrainOptions, method_cls, dist, devic
         raise
 
     loss = ReconstructionLoss(opts.loss).to(device)
-    from dataclasses import replace
-
     opts = replace(opts, loss=loss.kind)  # the checkpoint and the model file record the loss used
     images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous().to(device)  # uint8, resident
     tdata = TrainData(images, torch.from_numpy(data.labels).to(device), len(data.names),
