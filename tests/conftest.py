@@ -65,7 +65,13 @@ def offline_no_downloads(monkeypatch, tmp_path):
     def must_not_download(*a, **k):
         raise AssertionError("download attempted while POSECLI_OFFLINE is set")
 
+    # torchvision binds the function by name when first imported: import it before the patch
+    # (a first import under the patch would keep the patched function after the test), then
+    # patch its copy too
+    import torchvision.models._api as tv_api
+
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", must_not_download)
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", must_not_download)
 
 
 @pytest.fixture
