@@ -90,7 +90,7 @@ def test_instance_discrimination_is_zero_for_identical_images_and_never_trains_t
 def test_the_term_trains_the_generator_through_mixed_images(tmp_path, monkeypatch):
     import posecli.training.cs as cs
 
-    monkeypatch.setattr(cs, "feature_network", lambda choice, *a: (_Features(), "test features"))
+    monkeypatch.setattr(cs, "feature_network", lambda choice, *a, **k: (_Features(), "test features"))
     trainer = run(tmp_path, tiny_opts("cs", epochs=1, id_features="resnet18"))
     s1 = [h for h in trainer.history if h["stage"] == "stage1"]
     assert s1 and all(h["instance"] > 0 for h in s1)

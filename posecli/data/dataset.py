@@ -172,7 +172,7 @@ def load_image_set(specs: list[str], size: int = 64, crop: str = "center", fps: 
                        for ident, frame, name, c, f in _video_frames(src, size, crop, fps, clip_seconds, no_face)]
                 for ident, frame, name, c, f in got:  # a video that fails half-way adds nothing
                     images.append(frame); idents.append(ident); paths.append(name); clips.append(c); frames.append(f)
-                n_clips = max(clips) + 1
+                n_clips = got[-1][3] + 1  # clip numbers rise through a video
             else:
                 images.append(crop_for_model(read_image(src.path), size, crop, src.path, no_face))
                 idents.append(src.identity); paths.append(src.path); clips.append(-1); frames.append(-1)

@@ -47,6 +47,7 @@ def train(data_specs: list[str], output: str | Path, opts: TrainOptions = TrainO
     device = resolve_device(device) if isinstance(device, str) else device
     dist, device = D.setup(device)
     try:
+        D.check_batch(opts.batch_size, dist)
         D.main_checks(dist, lambda: check_writable(output, overwrite))  # fail before hours of training, not after
         return _train(data_specs, output, opts, method_cls, dist, device, workdir=workdir, resume=resume,
                       overwrite=overwrite, crop=crop, fps=fps, clip_seconds=clip_seconds, strict=strict,

@@ -178,7 +178,7 @@ class Stage2(lord.Stage2):
         return {"loss": code_id + code_pose, "code_identity": code_id, "code_pose": code_pose}
 
 
-def feature_network(choice: str, data=None, seed: int = 0, epochs: int = 10, cache_dir=None):
+def feature_network(choice: str, data=None, seed: int = 0, epochs: int = 10, cache_dir=None, quiet: bool = False):
     """(network or None, what ran): the ImageNet ResNet-18; else the npid network
     pre-trained on the training images (cached); or nothing."""
     from .losses import ResNetFeatures
@@ -194,7 +194,8 @@ def feature_network(choice: str, data=None, seed: int = 0, epochs: int = 10, cac
             log.warning(f"{e}. Using a network pre-trained on the training images instead (--opt id_features=npid)")
     from .npid import cached
 
-    return cached(data.images, data.key, epochs, seed, cache_dir), f"npid ({epochs} epochs on the training images)"
+    return (cached(data.images, data.key, epochs, seed, cache_dir, quiet),
+            f"npid ({epochs} epochs on the training images)")
 
 
 class Method(MethodBase):
@@ -218,9 +219,12 @@ class Method(MethodBase):
         if self.o.w_id == 0:
             self.features_ran = "off (w_id 0)"
             return
+        from . import distributed as D
+
         cache = self.workdir / "cache" if self.workdir is not None else None
-        self.features, self.features_ran = feature_network(self.o.id_features, self.data, self.opts.seed,
-                                                           self.o.npid_epochs, cache)
+        with D.main_first(self.dist):  # rank 0 pre-trains (if it must) and caches; the others read the cache
+            self.features, self.features_ran = feature_network(self.o.id_features, self.data, self.opts.seed,
+                                                               self.o.npid_epochs, cache, quiet=not self.dist.main)
         if self.features is not None:
             self.features.to(self.data.images.device)
 

@@ -82,6 +82,14 @@ def main_first(d: Dist):
             dist.barrier(group=_slow_group)
 
 
+def check_batch(batch_size: int, d: Dist) -> None:
+    """The global batch splits evenly over the processes."""
+    from ..errors import UsageError
+
+    if batch_size % d.world:
+        raise UsageError(f"--batch-size {batch_size}: must be a multiple of the {d.world} processes")
+
+
 def main_checks(d: Dist, check) -> None:
     """Run ``check()`` on rank 0; if it raises a user error, every rank raises it (the
     others would otherwise wait for rank 0 or fail with a broken connection)."""

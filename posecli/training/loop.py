@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import PoseCliError, UsageError
+from ..errors import PoseCliError
 from ..fileio import write_bytes_atomic
 from ..media.convert import uint8_to_float
 from ..progress import progress
@@ -112,8 +112,7 @@ class Trainer:
                  dist: D.Dist = D.Dist()):
         self.data, self.opts, self.workdir = data, opts, Path(workdir)
         self.device, self.quiet, self.stop_after_steps, self.dist = device, quiet, stop_after_steps, dist
-        if opts.batch_size % dist.world:
-            raise UsageError(f"--batch-size {opts.batch_size}: must be a multiple of the {dist.world} processes")
+        D.check_batch(opts.batch_size, dist)
         # bf16 autocast where the GPU has it (no scaler needed), fp16 with a gradient
         # scaler on older GPUs; on CPU only when asked (fp32 is the safe default; CPUs
         # with AMX run the networks about twice as fast in bf16 + channels_last)
@@ -283,7 +282,7 @@ class Trainer:
         for epoch in range(epoch0, stage.epochs):
             perm_gen = torch.Generator().manual_seed(opts.seed * 1_000_003 + si * 10_007 + epoch)
             perm = torch.randperm(len(data), generator=perm_gen).to(device)
-            acc: dict[str, torch.Tensor] = {}
+            acc: dict[str, torch.Tensor] = {}  # term -> (sum, count) on the device
             n_acc, t0 = 0, time.monotonic()
             if ckpt is not None and epoch == epoch0 and ckpt["n_acc"]:  # the window the interrupt cut
                 acc, n_acc = {k: v.to(device) for k, v in ckpt["acc"].items()}, ckpt["n_acc"]
@@ -293,16 +292,19 @@ class Trainer:
                 batch.step = t_stage
                 terms = self._step(runs, stage, batch, t_stage, stage_total)
                 for k, v in terms.items():  # stays on the device: no host sync per step
-                    acc[k] = acc.get(k, 0) + v.detach().float()
+                    acc[k] = acc.get(k, 0) + torch.stack([v.detach().float(), torch.ones((), device=device)])
                 n_acc += 1
                 t_stage += 1
                 gstep += 1
                 bar.update(1)
-                if n_acc == opts.log_every or step == per_epoch - 1:
+                window_end = n_acc == opts.log_every or step == per_epoch - 1
+                if window_end:
                     self._log_row(acc, n_acc, t0, gstep, stage, epoch, bar)
                     acc, n_acc, t0 = {}, 0, time.monotonic()
-                interrupted = D.any_set(self.stop.set, dist, device) or (
-                    self.stop_after_steps is not None and gstep >= self.stop_after_steps)
+                # under torchrun the ranks agree on a stop at the end of each log window (one
+                # all-reduce there, not a host sync every step); alone, at once
+                stop = self.stop.set if not dist.enabled else (window_end and D.any_set(self.stop.set, dist, device))
+                interrupted = stop or (self.stop_after_steps is not None and gstep >= self.stop_after_steps)
                 if interrupted or time.monotonic() - last_ckpt > opts.checkpoint_minutes * 60:
                     nxt = (si, epoch, step + 1) if step + 1 < per_epoch else (si, epoch + 1, 0)
                     self._save(lambda: self._state(nxt, gstep, runs, acc, n_acc))
@@ -371,7 +373,8 @@ class Trainer:
 
     def _log_row(self, acc: dict, n_acc: int, t0: float, gstep: int, stage: Stage, epoch: int, bar) -> None:
         keys = sorted(acc)
-        means = D.mean(torch.stack([acc[k] for k in keys]) / n_acc, self.dist).tolist()  # one sync
+        sums = D.mean(torch.stack([acc[k] for k in keys]), self.dist)  # one sync: (terms, [sum, count])
+        means = (sums[:, 0] / sums[:, 1]).tolist()  # a term's mean over the steps that computed it
         dt = max(time.monotonic() - t0, 1e-9)
         self.elapsed += dt
         row = {"step": gstep, "stage": stage.name, "epoch": epoch + 1,

@@ -27,40 +27,63 @@ LOSSES = ("auto", "vgg", "lap", "l1")
 VGG_LAYERS = (2, 7, 12, 21, 30)
 
 
+def hub_file(weights) -> Path:
+    """Where torchvision keeps a weights enum member's file ($TORCH_HOME/hub/checkpoints/...)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+
+
 def vgg_weights_file() -> Path:
     from torchvision.models import VGG16_Weights
 
-    url = VGG16_Weights.IMAGENET1K_V1.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    return hub_file(VGG16_Weights.IMAGENET1K_V1)
+
+
+def pretrained(build, weights, name: str) -> nn.Module:
+    """``build(weights=weights)`` the normal way (torchvision downloads into the hub folder),
+    or MissingWeightsError naming the file and where to place it. POSECLI_OFFLINE forbids
+    the download; ``weights=None`` builds random weights (speed benchmarks only)."""
+    from ..runtime import OFFLINE_ENV, offline
+
+    if weights is None:
+        return build(weights=None)
+    target = hub_file(weights)
+    if offline() and not target.is_file():
+        raise MissingWeightsError(f"{name} ImageNet weights are not in place and {OFFLINE_ENV} forbids "
+                                  f"downloading them; place {weights.url} at {target}")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # torch.hub announces downloads on stdout
+            return build(weights=weights)
+    except Exception as e:  # URLError, hash mismatch, SSL...: any failure to obtain the file
+        raise MissingWeightsError(f"{name} ImageNet weights are unavailable ({type(e).__name__}); download "
+                                  f"{weights.url} and place it at {target}") from None
+
+
+class ImageNetInput(nn.Module):
+    """ImageNet normalisation of [0, 1] images, for the frozen feature networks."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
 
 
 class VGGFeatures(nn.Module):
     """Frozen VGG16 conv features at VGG_LAYERS of ImageNet-normalised input."""
 
-    def __init__(self, pretrained: bool = True):
+    def __init__(self, pretrained_weights: bool = True):
         super().__init__()
         from torchvision.models import VGG16_Weights, vgg16
 
-        from ..runtime import OFFLINE_ENV, offline
-
-        if pretrained and offline() and not vgg_weights_file().is_file():
-            raise MissingWeightsError(
-                f"VGG16 ImageNet weights are not in place and {OFFLINE_ENV} forbids downloading them; place "
-                f"{VGG16_Weights.IMAGENET1K_V1.url} at {vgg_weights_file()}")
-        try:  # pretrained=False: a random VGG, for speed benchmarks only (meaningless as a loss)
-            weights = VGG16_Weights.IMAGENET1K_V1 if pretrained else None
-            with contextlib.redirect_stdout(sys.stderr):  # torch.hub announces downloads on stdout
-                features = vgg16(weights=weights).features[: max(VGG_LAYERS) + 1]
-        except Exception as e:  # URLError, hash mismatch, SSL...: any failure to obtain the file
-            raise MissingWeightsError(
-                f"VGG16 ImageNet weights are unavailable ({type(e).__name__}); download "
-                f"{VGG16_Weights.IMAGENET1K_V1.url} and place it at {vgg_weights_file()}") from None
-        self.features = features.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        weights = VGG16_Weights.IMAGENET1K_V1 if pretrained_weights else None
+        self.features = pretrained(vgg16, weights, "VGG16").features[: max(VGG_LAYERS) + 1]
+        self.features.eval().requires_grad_(False)
+        self.normalise = ImageNetInput()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = (x - self.mean) / self.std
+        x = self.normalise(x)
         out = []
         for i, layer in enumerate(self.features):
             x = layer(x)
@@ -72,7 +95,7 @@ class VGGFeatures(nn.Module):
 def resnet18_weights_file() -> Path:
     from torchvision.models import ResNet18_Weights
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(ResNet18_Weights.IMAGENET1K_V1.url)
+    return hub_file(ResNet18_Weights.IMAGENET1K_V1)
 
 
 class ResNetFeatures(nn.Module):
@@ -84,29 +107,17 @@ class ResNetFeatures(nn.Module):
         super().__init__()
         from torchvision.models import ResNet18_Weights, resnet18
 
-        from ..runtime import OFFLINE_ENV, offline
-
-        url = ResNet18_Weights.IMAGENET1K_V1.url
-        if offline() and not resnet18_weights_file().is_file():
-            raise MissingWeightsError(f"ResNet-18 ImageNet weights are not in place and {OFFLINE_ENV} forbids "
-                                      f"downloading them; place {url} at {resnet18_weights_file()}")
-        try:
-            with contextlib.redirect_stdout(sys.stderr):
-                net = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)
-        except Exception as e:  # any failure to obtain the file
-            raise MissingWeightsError(f"ResNet-18 ImageNet weights are unavailable ({type(e).__name__}); "
-                                      f"download {url} and place it at {resnet18_weights_file()}") from None
+        net = pretrained(resnet18, ResNet18_Weights.IMAGENET1K_V1, "ResNet-18")
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
         self.blocks = nn.ModuleList([nn.Sequential(net.maxpool, net.layer1), net.layer2, net.layer3, net.layer4])
+        self.normalise = ImageNetInput()
         self.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
 
     def train(self, mode: bool = True) -> "ResNetFeatures":
         return super().train(False)  # batch norm keeps its ImageNet statistics
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = F.interpolate((x - self.mean) / self.std, size=128, mode="bilinear", align_corners=False)
+        x = F.interpolate(self.normalise(x), size=128, mode="bilinear", align_corners=False)
         out = [self.stem(x)]
         for block in self.blocks:
             out.append(block(out[-1]))
@@ -156,7 +167,7 @@ class ReconstructionLoss(nn.Module):
     def random_vgg(cls) -> "ReconstructionLoss":
         """The VGG loss's cost with random weights: for benchmarks where the file is absent."""
         loss = cls("l1")
-        loss.vgg, loss.kind = VGGFeatures(pretrained=False), "vgg"
+        loss.vgg, loss.kind = VGGFeatures(pretrained_weights=False), "vgg"
         return loss
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

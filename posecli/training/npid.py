@@ -13,7 +13,8 @@ be had, posecli pre-trains this small stand-in on the training images themselves
   colour jitter; SGD lr 0.03, momentum 0.9, weight decay 1e-4.
 
 The network is cached in the work folder (keyed by the data and the recipe), so a
-resumed or repeated run reuses it; it is frozen afterwards.
+resumed or repeated run reuses it; it is frozen afterwards. Under torchrun rank 0
+trains it and the other processes read the cache.
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.enable_grad()
-def pretrain(images: torch.Tensor, epochs: int, seed: int, batch_size: int = 128, quiet: bool = True) -> SmallFeatures:
-    """NPID on uint8 images (N, 3, S, S); returns the frozen network (in eval mode)."""
+def pretrain(images: torch.Tensor, epochs: int, seed: int, batch_size: int = 128, quiet: bool = False) -> SmallFeatures:
+    """NPID on uint8 images (N, 3, S, S), with a progress bar; returns the frozen network (in eval mode)."""
     from ..media.convert import uint8_to_float
+    from ..progress import progress
 
     device = images.device
     g = torch.Generator().manual_seed(seed)
@@ -87,6 +89,7 @@ def pretrain(images: torch.Tensor, epochs: int, seed: int, batch_size: int = 128
     opt = torch.optim.SGD(net.parameters(), lr=0.03, momentum=0.9, weight_decay=1e-4)
     steps = max(1, math.ceil(n / batch_size))
     gen = torch.Generator(device=device).manual_seed(seed)
+    bar = progress(total=epochs * steps, desc="pre-training features", unit="step", quiet=quiet)
     for epoch in range(epochs):
         perm = torch.randperm(n, generator=g).to(device)
         total = 0.0
@@ -101,18 +104,22 @@ def pretrain(images: torch.Tensor, epochs: int, seed: int, batch_size: int = 128
             with torch.no_grad():
                 bank[idx] = F.normalize(0.5 * bank[idx] + 0.5 * v.detach(), dim=1)
             total += float(loss.detach())
-        if not quiet:
-            log.info(f"instance-discrimination pre-training epoch {epoch + 1}/{epochs}: loss {total / steps:.3f}")
+            bar.update(1)
+        log.info(f"instance-discrimination pre-training epoch {epoch + 1}/{epochs}: loss {total / steps:.3f}")
+    bar.close()
     return net.eval().requires_grad_(False)
 
 
-def cached(images: torch.Tensor, data_key: str, epochs: int, seed: int, cache_dir: Path | None) -> SmallFeatures:
-    """The pre-trained network for these images: from the cache, else trained and cached."""
+def cached(images: torch.Tensor, data_key: str, epochs: int, seed: int, cache_dir: Path | None,
+           quiet: bool = False) -> SmallFeatures:
+    """The pre-trained network for these images: from the cache, else trained and cached.
+    Under torchrun call it inside ``distributed.main_first``: rank 0 trains, the others
+    read its cache."""
+    import hashlib
+
     from safetensors.torch import load_file, save_file
 
     from ..fileio import atomic_path
-
-    import hashlib
 
     key = hashlib.sha1(f"{RECIPE}:{data_key}:{epochs}:{seed}".encode()).hexdigest()[:12]
     path = cache_dir / f"id-features-{key}.safetensors" if cache_dir is not None else None
@@ -123,7 +130,7 @@ def cached(images: torch.Tensor, data_key: str, epochs: int, seed: int, cache_di
         return net.eval().requires_grad_(False)
     log.warning(f"pre-training the instance-discrimination features on the training images ({epochs} epochs; "
                 "cached in the work folder)")
-    net = pretrain(images, epochs, seed)
+    net = pretrain(images, epochs, seed, quiet=quiet)
     if path is not None:
         with atomic_path(path, overwrite=True) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))

@@ -114,7 +114,7 @@ def _field_types(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _convert(name: str, text: str, tp) -> Any:
+def _convert(text: str, tp) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if args and type(None) in args:  # Optional[X]: "none" clears it
         if text.strip().lower() in ("none", "null", ""):
@@ -181,7 +181,7 @@ def parse_opts(method: str, pairs: list[str], aliases: dict[str, Any] | None = N
         if name in values:
             raise UsageError(f"--opt {name}: given twice")
         try:
-            values[name] = _convert(name, text, types[name])
+            values[name] = _convert(text, types[name])
         except ValueError as e:
             raise UsageError(f"--opt {name}={text}: {e}") from None
     for flag, (name, value) in (aliases or {}).items():
