@@ -98,15 +98,26 @@ def test_version_via_python_m():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--no-such-option"], "No such option: --no-such-option"),
-    (["no-such-command"], "No such command 'no-such-command'"),
-    (["models", "--bogus"], "No such option: --bogus"),
+    (["--no-such-option"], "posecli: error: no such option: --no-such-option (see 'posecli --help')"),
+    (["no-such-command"], "posecli: error: no such command 'no-such-command' (see 'posecli --help')"),
+    (["models", "--bogus"], "posecli: error: models: no such option: --bogus"),
+    (["swap", "--id", "a.png"], "posecli: error: swap: missing option '--pose' (see 'posecli swap --help')"),
+    (["encode", "a.png", "-m", "cars", "--batch-size", "0"],
+     "posecli: error: encode: invalid value for '--batch-size'"),
+    (["swap", "--id"], "posecli: error: option '--id' requires an argument"),
 ])
 def test_usage_errors_exit_2(runner, args, message):
+    """Parser errors read like posecli's own: one line with a hint, exit 2 (issue 16 #2)."""
     r = invoke(runner, args)
     assert r.exit_code == 2
-    assert "Usage: posecli" in r.stderr and message in r.stderr
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith(message), r.stderr
+    assert "(see 'posecli" in r.stderr and "Usage:" not in r.stderr
     assert r.stdout == ""
+
+
+def test_no_arguments_prints_help_and_exits_0():
+    r = run_py(["-m", "posecli"])
+    assert r.returncode == 0 and r.stdout.startswith("Usage: posecli") and "Commands:" in r.stdout, r.stderr
 
 
 def test_models_json_empty(tmp_path):
