@@ -134,7 +134,10 @@ def scene(
     elevation, car_params), OUT/scene_replaced.png (every car replaced by ONE
     identity, same pose and box), OUT/replacement.png (that identity at
     azimuth 45, elevation 10), OUT/background.png (the empty street) and
-    OUT/masks/car_K.png (each car's anti-aliased alpha, in boxes.json order).
+    OUT/masks/car_K.png (each car's anti-aliased alpha, in boxes.json order);
+    for oracle checks, OUT/replaced/car_K.png (the replacement car's true
+    render in box K, on the plain dataset background) and
+    OUT/replaced_masks/car_K.png (its alpha in the scene).
 
     Example: posecli synth scene data/scene --cars 4 --identity 7
     """

@@ -6,6 +6,10 @@ is ray-cast at its box size and composited with its true anti-aliased coverage
 (alpha), farther cars (higher up the road) first. ``scene_replaced.png`` is the
 same street with every car replaced by ONE replacement identity in the same
 pose and the same box: it differs from ``scene.png`` only inside the boxes.
+For an oracle generator, ``replaced/car_K.png`` is the replacement car's true
+render in box K (box-sized, on the dataset's plain background, as a perfect
+generator would draw it) and ``replaced_masks/car_K.png`` its true coverage in
+the scene (as ``masks/car_K.png`` is the original car's).
 
 A box is the square window that frames the car's bounding sphere, exactly as
 in the dataset images: cropping a box and resizing it to the dataset size
@@ -98,7 +102,8 @@ def _shadow(canvas, tight, ground, size):
 
 def render_scene(out, cars: int = 4, width: int = 512, height: int = 320, seed: int = 0, identity: int | None = None,
                  pool: int = 100, size: int = 64, overwrite: bool = False) -> dict:
-    """Write scene.png, scene_replaced.png, background.png, replacement.png, masks/car_K.png, boxes.json.
+    """Write scene.png, scene_replaced.png, background.png, replacement.png, masks/car_K.png, boxes.json,
+    and the ground truth of each replacement: replaced/car_K.png (render) and replaced_masks/car_K.png (coverage).
 
     Scene cars are distinct identities drawn from ``car_0000 .. car_<pool-1>``;
     ``identity`` (an index in the same family) replaces them all; by default a
@@ -133,26 +138,31 @@ def render_scene(out, cars: int = 4, width: int = 512, height: int = 320, seed: 
         _shadow(background, p["bbox"], p["bbox"][1] + p["bbox"][3], p["box"][2])
     scene, swapped = background.copy(), background.copy()
     rep_params = car_params(seed, replacement)
-    masks = []
+    masks, renders, rep_masks = [], [], []
     for p in placed:
         (x, y, s, _), (premult, alpha) = p["box"], p.pop("_rgba")
         _paste(scene, premult, alpha, x, y)
-        _paste(swapped, *render_car_rgba(rep_params, p["azimuth"], p["elevation"], s), x, y)
-        full = np.zeros((height, width), np.float32)
-        full[y : y + s, x : x + s] = alpha
-        masks.append(full)
+        rep = render_car_rgba(rep_params, p["azimuth"], p["elevation"], s)
+        _paste(swapped, *rep, x, y)
+        renders.append(rc.compose(*rep))
+        for store, a in ((masks, alpha), (rep_masks, rep[1])):
+            full = np.zeros((height, width), np.float32)
+            full[y : y + s, x : x + s] = a
+            store.append(full)
     u8 = lambda a: rc.compose(a, np.ones(a.shape[:2], np.float32))  # noqa: E731  (opaque)
     ds.write_png(out / "background.png", u8(background), overwrite)
     ds.write_png(out / "scene.png", u8(scene), overwrite)
     ds.write_png(out / "scene_replaced.png", u8(swapped), overwrite)
     ds.write_png(out / "replacement.png", rc.compose(*render_car_rgba(rep_params, *REFERENCE_POSE, size)), overwrite)
-    for k, m in enumerate(masks):
+    for k, (m, r, rm) in enumerate(zip(masks, renders, rep_masks)):
         ds.write_png(out / "masks" / f"car_{k}.png", np.rint(m * 255).astype(np.uint8), overwrite)
+        ds.write_png(out / "replaced" / f"car_{k}.png", r, overwrite)
+        ds.write_png(out / "replaced_masks" / f"car_{k}.png", np.rint(rm * 255).astype(np.uint8), overwrite)
     ds.write_json(out / "boxes.json", placed, overwrite)
     summary = {"kind": "scene", "out": str(out), "cars": cars, "width": width, "height": height, "seed": seed,
                "pool": pool, "size": size, "boxes": str(out / "boxes.json"),
                "replacement": {"identity": identity_name(replacement), "index": replacement,
                                "azimuth": REFERENCE_POSE[0], "elevation": REFERENCE_POSE[1], "car_params": rep_params},
-               "images": 4 + len(masks), "seconds": round(time.perf_counter() - t0, 3), "complete": True}
+               "images": 4 + 3 * len(masks), "seconds": round(time.perf_counter() - t0, 3), "complete": True}
     ds.write_json(out / ds.MARKER, summary, overwrite=True)
     return summary
