@@ -16,6 +16,43 @@ from .errors import InputError, UsageError
 CROP_MODES = ("center", "face", "none")
 
 
+# The largest coordinate or size a box may have, in pixels: far past any image posecli
+# reads (150 MP); anything beyond is refused when the box is parsed, before any work.
+MAX_BOX = 1_000_000
+
+BOX_RULE = ("a box may reach past the image's edges: it is clipped to the image, with a notice; "
+            "a box with no pixel inside the image is refused")
+
+
+def box_values(values) -> tuple[int, int, int, int]:
+    """Four numbers from the user (strings or numbers) -> (x, y, w, h) rounded to pixels.
+
+    The one check every box entry point shares (``--box``, ``--at``, ``--boxes``
+    JSON and CSV, ``animate --box``): four finite numbers, |x|, |y|, w and h at most
+    MAX_BOX, w and h positive. Raises ValueError with the reason (callers add where).
+    """
+    values = list(values)
+    if len(values) != 4:
+        raise ValueError(f"expected x,y,w,h (four numbers), got {len(values)}")
+    out = []
+    for v in values:
+        if isinstance(v, bool):
+            raise ValueError("x, y, w, h must be numbers")
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ValueError("x, y, w, h must be numbers") from None
+        if f != f or f in (float("inf"), float("-inf")):
+            raise ValueError(f"{v} is not a finite number")
+        if abs(f) > MAX_BOX:
+            raise ValueError(f"{v} is beyond the {MAX_BOX}-pixel limit of a box")
+        out.append(int(round(f)))
+    x, y, w, h = out
+    if w <= 0 or h <= 0:
+        raise ValueError("width and height must be positive")
+    return x, y, w, h
+
+
 @dataclass(frozen=True)
 class Box:
     x: int
@@ -24,24 +61,31 @@ class Box:
     h: int
 
     @classmethod
-    def parse(cls, text: str) -> "Box":
-        """'x,y,w,h' in pixels."""
+    def parse(cls, text: str, what: str = "box") -> "Box":
+        """'x,y,w,h' in pixels (see box_values for what is refused)."""
         try:
-            x, y, w, h = (int(round(float(v))) for v in str(text).replace(" ", "").split(","))
-        except ValueError:
-            raise UsageError(f"box {text!r}: expected x,y,w,h (four numbers)") from None
-        if w <= 0 or h <= 0:
-            raise UsageError(f"box {text!r}: width and height must be positive")
-        return cls(x, y, w, h)
+            return cls(*box_values(str(text).replace(" ", "").split(",")))
+        except ValueError as e:
+            raise UsageError(f"{what} {text!r}: {e}") from None
 
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
 
-    def check_inside(self, width: int, height: int, what: str = "box") -> "Box":
-        """Refuse a box that does not overlap the image at all."""
-        if self.x >= width or self.y >= height or self.x + self.w <= 0 or self.y + self.h <= 0:
+    def clip_to(self, width: int, height: int, what: str = "box") -> "Box":
+        """The rule for every box a user gives: the part inside the ``width`` x ``height``
+        image, with a notice when that is less than the box; a box with no pixel inside
+        is a UsageError."""
+        x0, y0 = max(self.x, 0), max(self.y, 0)
+        x1, y1 = min(self.x + self.w, width), min(self.y + self.h, height)
+        if x1 <= x0 or y1 <= y0:
             raise UsageError(f"{what} {self.as_list()} lies outside the {width}x{height} image")
-        return self
+        clipped = Box(x0, y0, x1 - x0, y1 - y0)
+        if clipped != self:
+            import logging
+
+            logging.getLogger("posecli").warning(
+                f"{what} {self.as_list()} reaches past the {width}x{height} image; clipped to {clipped.as_list()}")
+        return clipped
 
     def square(self, margin: float = 0.0) -> "Box":
         """The square of side max(w, h) * (1 + margin) centred on the box."""

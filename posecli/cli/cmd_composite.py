@@ -45,6 +45,8 @@ Fit = Annotated[str, _opt("--fit", metavar="HOW", show_default=True, help="frame
 Margin = Annotated[float, _opt("--margin", metavar="F", min=0.0, max=2.0, show_default=True,
                                help="Grow each box's square window by this fraction before it goes to the model "
                                "(e.g. 0.2 with tight boxes, to give the model its usual framing).")]
+AllowEmpty = Annotated[bool, _opt("--allow-empty", help="Write a scene unchanged when it has no boxes or no "
+                                  "object could be placed (otherwise an error).")]
 DebugMasks = Annotated[Optional[str], _opt(
     "--debug-masks", metavar="FOLDER",
     help="Write each box's crops and mattes here as <scene>_box<i>_<what>.png (replaced if present).")]
@@ -67,6 +69,7 @@ def composite(
     fit: Fit = "frame",
     margin: Margin = 0.0,
     debug_masks: DebugMasks = None,
+    allow_empty: AllowEmpty = False,
     device: Device = "auto",
     overwrite: Overwrite = False,
     skip_existing: SkipExisting = False,
@@ -98,7 +101,7 @@ def composite(
     with cli_errors(debug, quiet, verbose):
         _run(scene, identity, output, box, boxes, pose, at, model, matte, blend, fit, margin,
              harmonize_strength if harmonize else 0.0, remove_original, debug_masks, device, overwrite,
-             skip_existing, keep_going, json_out, quiet)
+             skip_existing, keep_going, json_out, quiet, allow_empty=allow_empty)
 
 
 
@@ -114,11 +117,12 @@ def _scenes(scene: str) -> tuple[list[str], bool]:
 
 
 def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, model_name, matte, blend, fit, margin,
-         strength, remove_original, debug_masks, device, overwrite, skip_existing, keep_going, json_out, quiet):
+         strength, remove_original, debug_masks, device, overwrite, skip_existing, keep_going, json_out, quiet,
+         allow_empty=False):
     import logging
     from pathlib import Path
 
-    from posecli.errors import OutputExistsError, UsageError
+    from posecli.errors import InputError, OutputExistsError, UsageError
     from posecli.pipelines.blending import BLENDS
     from posecli.pipelines.composite import FITS
     from posecli.pipelines.matting import MATTES
@@ -137,8 +141,8 @@ def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, m
         raise UsageError("-o - and --json would both write to stdout; pick one")
     if [scene, identity, *pose_specs].count("-") > 1:
         raise UsageError("'-' (stdin) can be read only once")
-    fixed = [Box.parse(b) for b in box_specs]
-    adds = [Box.parse(a) for a in at_specs]
+    fixed = [Box.parse(b, "--box") for b in box_specs]
+    adds = [Box.parse(a, "--at") for a in at_specs]
 
     from posecli.pipelines.boxfile import boxes_for, load_boxes
 
@@ -174,7 +178,7 @@ def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, m
 
     from posecli.batch import run_batch
     from posecli.media.images import read_image, write_image
-    from posecli.pipelines.composite import Target, composite, natural_layout
+    from posecli.pipelines.composite import Target, as_targets, composite, natural_layout
     from posecli.pipelines.matting import Matter
     from posecli.progress import progress
     from posecli.modelfile import load_model_or_default
@@ -191,14 +195,18 @@ def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, m
         pixels = natural_layout(read_image(path, alpha=True))
         h, w = pixels.shape[:2]
         targets = [*fixed, *boxes_for(file_boxes, path, boxes_file), *added]
-        for t in targets:
-            b = t.box if isinstance(t, Target) else t
-            try:
-                b.check_inside(w, h)
-            except UsageError as e:
-                raise UsageError(str(e), path) from None
+        if not targets and not allow_empty:
+            raise InputError(f"no boxes for this scene in {boxes_file}: nothing to place "
+                             f"(--allow-empty writes such scenes unchanged)", path)
+        try:  # regions' one rule: clipped to the scene with a notice; no pixel inside is an error
+            targets = as_targets(targets, w, h)
+        except UsageError as e:
+            raise UsageError(str(e), path) from None
         res = composite(net, pixels, id_pixels, targets, matte=matter, blend=blend, fit=fit, margin=margin,
                         harmonize_strength=strength, remove_original=remove_original, debug=bool(debug_masks))
+        if targets and all(r.get("placement") is None for r in res.report) and not allow_empty:
+            raise InputError(f"placed nothing: every box's generated object was empty (see the notices above; "
+                             f"--allow-empty writes the scene anyway)", path)
         target = out_of[path]
         write_image("-" if target is None else target, res.pixels, overwrite=overwrite)
         if debug_masks:

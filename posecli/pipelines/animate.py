@@ -106,9 +106,9 @@ class _Plan:
 
 def _resolve_region(region, width: int, height: int, video_name: str):
     if isinstance(region, str) and region not in REGIONS:
-        region = Box.parse(region)
+        region = Box.parse(region, "--box")
     if isinstance(region, Box):
-        region.check_inside(width, height, what=f"{video_name}: --box")
+        region = region.clip_to(width, height, what=f"{video_name}: --box")
     return region
 
 

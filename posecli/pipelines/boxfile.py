@@ -8,7 +8,7 @@ scene,x,y,w,h, with or without a header. Errors name the file and the entry.
 
 from __future__ import annotations
 
-from ..regions import Box
+from ..regions import Box, box_values
 
 
 def _box_of(v, where: str, path) -> Box:
@@ -25,12 +25,9 @@ def _box_of(v, where: str, path) -> Box:
     if not isinstance(v, (list, tuple)) or len(v) != 4:
         raise InputError(f"{where}: expected [x, y, w, h], got {str(v)[:60]}", path)
     try:
-        x, y, bw, bh = (int(round(float(c))) for c in v)
-    except (TypeError, ValueError):
-        raise InputError(f"{where}: x, y, w, h must be numbers, got {str(v)[:60]}", path) from None
-    if bw <= 0 or bh <= 0:
-        raise InputError(f"{where}: width and height must be positive, got {[x, y, bw, bh]}", path)
-    return Box(x, y, bw, bh)
+        return Box(*box_values(v))  # the one rule of regions.box_values, as for --box
+    except ValueError as e:
+        raise InputError(f"{where}: {e}, got {str(list(v))[:60]}", path) from None
 
 
 def _box_list(v, where: str, path) -> list[Box]:

@@ -29,7 +29,7 @@ inpainted first, so no remnant shows where the new object is smaller.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -213,8 +213,9 @@ def as_targets(boxes, width: int, height: int) -> list[Target]:
     out = []
     for b in boxes:
         t = b if isinstance(b, Target) else Target(b if isinstance(b, Box) else Box.parse(b))
-        t.box.check_inside(width, height, "box" if t.pose is None else f"--at box for {t.pose_name}")
-        out.append(t)
+        # regions' one rule: clipped to the scene with a notice; no pixel inside is an error
+        box = t.box.clip_to(width, height, "box" if t.pose is None else f"--at box for {t.pose_name}")
+        out.append(t if box == t.box else replace(t, box=box))
     return out
 
 
