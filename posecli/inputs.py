@@ -7,8 +7,16 @@ from pathlib import Path
 
 from .errors import InputError
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# .gif is both: where an image is expected its first frame is the image (with a notice
+# when it has more, media.images.decode_image_bytes); animate --video plays it.
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
+
+
+def is_video_only(path: str | Path) -> bool:
+    """A video type that is not also read as an image (.gif is both)."""
+    ext = Path(path).suffix.lower()
+    return ext in VIDEO_EXTS and ext not in IMAGE_EXTS
 
 STDIN = "-"
 
@@ -45,9 +53,11 @@ def expand_inputs(specs: list[str] | str, exts: tuple[str, ...] = IMAGE_EXTS, re
         p = Path(spec)
         if p.is_dir():
             pattern = "**/*" if recursive else "*"
-            found = sorted(str(f) for f in p.glob(pattern) if f.is_file() and f.suffix.lower() in exts)
+            files = sorted(f for f in p.glob(pattern) if f.is_file())
+            found = [str(f) for f in files if f.suffix.lower() in exts]
             if not found:
                 raise InputError(f"folder has no files of type {', '.join(exts)}", p)
+            _note_skipped(p, [f for f in files if f.suffix.lower() not in exts and not f.name.startswith(".")], exts)
             out.extend(found)
         elif p.exists():
             out.append(str(p))
@@ -56,3 +66,14 @@ def expand_inputs(specs: list[str] | str, exts: tuple[str, ...] = IMAGE_EXTS, re
         else:
             raise InputError("no such file or folder", p)
     return out
+
+
+def _note_skipped(folder: Path, skipped: list[Path], exts: tuple[str, ...]) -> None:
+    """One notice naming the files of a folder input that are not of the types read."""
+    if not skipped:
+        return
+    import logging
+
+    names = ", ".join(f.relative_to(folder).as_posix() for f in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+    logging.getLogger("posecli").warning(
+        f"{folder}: skipped {len(skipped)} file(s) not of type {', '.join(e[1:] for e in exts)}: {names}")

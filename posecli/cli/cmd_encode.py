@@ -46,7 +46,7 @@ def _run(images, model_name, output, crop, batch_size, device, json_out, overwri
 
     from posecli.errors import InputError, PoseCliError, UsageError
     from posecli.fileio import check_writable
-    from posecli.inputs import IMAGE_EXTS, VIDEO_EXTS, expand_inputs
+    from posecli.inputs import IMAGE_EXTS, expand_inputs, is_video_only
     from posecli.regions import CROP_MODES
 
     log = logging.getLogger("posecli")
@@ -93,7 +93,7 @@ def _run(images, model_name, output, crop, batch_size, device, json_out, overwri
     with progress(paths, total=len(paths), desc="encode", unit="img", quiet=quiet) as bar:
         for path in bar:
             try:
-                if Path(path).suffix.lower() in VIDEO_EXTS:
+                if is_video_only(path):  # a .gif is read as its first frame (media.images)
                     raise InputError("encode takes images, not videos (extract frames first)", path)
                 batch.append((path, prepare_pixels(net, read_image(path), crop, path)))
             except PoseCliError as e:

@@ -67,11 +67,11 @@ def _expand(specs: list[str], flag: str) -> list[str]:
     from pathlib import Path
 
     from posecli.errors import InputError
-    from posecli.inputs import IMAGE_EXTS, VIDEO_EXTS, expand_inputs
+    from posecli.inputs import IMAGE_EXTS, expand_inputs, is_video_only
 
     paths = expand_inputs(specs, IMAGE_EXTS)
     for p in paths:
-        if Path(p).suffix.lower() in VIDEO_EXTS:
+        if is_video_only(p):  # a .gif is read as its first frame (media.images)
             raise InputError(f"{flag} is a video; swap takes images (to drive an image with a video use "
                              f"`posecli animate`)", p)
     return paths
@@ -110,11 +110,11 @@ def _check_image_suffix(path) -> None:
     from pathlib import Path
 
     from posecli.errors import UsageError
-    from posecli.media.images import READ_EXTS  # the types posecli reads and writes
+    from posecli.media.images import WRITE_EXTS  # the types posecli writes (it also reads gif)
 
-    if Path(path).suffix.lower() not in READ_EXTS:
+    if Path(path).suffix.lower() not in WRITE_EXTS:
         raise UsageError(f"cannot write images as '{Path(path).suffix or '(no extension)'}' "
-                         f"(use {', '.join(e[1:] for e in READ_EXTS)})", path)
+                         f"(use {', '.join(e[1:] for e in WRITE_EXTS)})", path)
 
 
 

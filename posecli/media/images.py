@@ -27,7 +27,9 @@ DEFAULT_MAX_PIXELS = 150_000_000
 # A second guard for cv2 (its own default is 2**30); read when cv2 first decodes.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))
 
-_FORMATS = {"PNG", "JPEG", "MPO", "WEBP", "BMP", "DIB", "TIFF"}  # Pillow's names; MPO = multi-picture JPEG
+_FORMATS = {"PNG", "JPEG", "MPO", "WEBP", "BMP", "DIB", "TIFF", "GIF"}  # Pillow's names; MPO = multi-picture JPEG
+_TYPES = "png, jpg, webp, bmp, tif or gif"
+_noticed: set[str] = set()  # animated files already announced (one notice per file per run)
 _WRITE_EXT = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg", ".webp": ".webp", ".bmp": ".bmp", ".tif": ".tiff", ".tiff": ".tiff"}
 WRITE_EXTS = tuple(_WRITE_EXT)
 STDIN_NAME = "<stdin>"
@@ -54,7 +56,7 @@ def read_image(
     if p.is_dir():
         raise InputError("is a folder, not an image", p)
     if p.suffix.lower() not in READ_EXTS:
-        raise InputError(f"unsupported image type '{p.suffix or '(no extension)'}' (use png, jpg, webp, bmp or tif)", p)
+        raise InputError(f"unsupported image type '{p.suffix or '(no extension)'}' (use {_TYPES})", p)
     try:
         data = p.read_bytes()
     except OSError as exc:
@@ -84,7 +86,8 @@ def decode_image_bytes(
     except Exception:  # UnidentifiedImageError and friends: not an image at all
         raise InputError("not an image (cannot decode)", name) from None
     if im.format not in _FORMATS:
-        raise InputError(f"unsupported image format {im.format} (use png, jpg, webp, bmp or tif)", name)
+        raise InputError(f"unsupported image format {im.format} (use {_TYPES})", name)
+    first_frame_notice(im, name)
     w, h = im.size
     if w * h > max_pixels:
         raise InputError(f"image too large ({w}x{h} = {w * h} pixels, limit {max_pixels})", name)
@@ -104,6 +107,18 @@ def decode_image_bytes(
     if pixels is None:
         raise InputError("corrupt or truncated image", name)
     return _finish(_orient(pixels, orientation), alpha=alpha, keep_depth=keep_depth)
+
+
+def first_frame_notice(im, name: str) -> None:
+    """The rule for every image input: an animated file (GIF, APNG, animated WebP, multi-page
+    TIFF) is read as its first frame, with one notice per file."""
+    n = getattr(im, "n_frames", 1) if im.format != "MPO" else 1  # MPO: a photo plus its preview/depth pictures
+    if n > 1 and name not in _noticed:
+        import logging
+
+        _noticed.add(name)
+        logging.getLogger("posecli").warning(f"{name}: an animated image ({n} frames) where one image is "
+                                             f"expected; using its first frame")
 
 
 def _one_line(exc: Exception) -> str:
