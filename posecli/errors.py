@@ -15,7 +15,8 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # an item or the whole job failed
     USAGE = 2  # bad flags or arguments
-    INTERRUPTED = 130  # Ctrl-C
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM (kill, timeout, systemd, docker stop)
 
 
 class PoseCliError(Exception):
@@ -43,6 +44,10 @@ class OutputExistsError(PoseCliError):
 
     def __init__(self, path: str | Path):
         super().__init__("exists; pass --overwrite to replace it or --skip-existing to keep it", path)
+
+
+class OutputWriteError(PoseCliError):
+    """An output that cannot be written: a read-only folder, a full disk (``fileio.write_errors``)."""
 
 
 class ModelFileError(PoseCliError):

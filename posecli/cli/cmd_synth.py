@@ -23,13 +23,15 @@ Workers = Annotated[Optional[int], typer.Option("--workers", help="Rendering pro
 
 
 def _run(kind: str, fn, kwargs: dict, json_out: bool, quiet: bool, total: int) -> None:
+    from posecli.fileio import new_folder
     from posecli.progress import progress
 
-    if kind == "scene":  # a handful of images: no bar
-        summary = fn(**kwargs)
-    else:
-        with progress(total=total, desc=f"synth {kind}", unit="img", quiet=quiet) as bar:
-            summary = fn(progress=bar.update, **kwargs)
+    with new_folder(kwargs["out"]):  # a failed run leaves no empty folder it made
+        if kind == "scene":  # a handful of images: no bar
+            summary = fn(**kwargs)
+        else:
+            with progress(total=total, desc=f"synth {kind}", unit="img", quiet=quiet) as bar:
+                summary = fn(progress=bar.update, **kwargs)
     if not quiet:
         extra = f", {summary['videos']} videos" if summary.get("videos") else ""
         typer.echo(f"posecli: synth {kind}: {summary['images']} images{extra} in {summary['seconds']:.1f} s "

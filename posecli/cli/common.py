@@ -42,8 +42,17 @@ def default_model_option(default: str):
         help=f"Model name (see `posecli models`) or .safetensors file [default: {default}].")]
 
 
+NOTICE = 25  # between INFO and WARNING: shown at the default level, silenced by -q
+logging.addLevelName(NOTICE, "NOTICE")
+
+
+def confirm(message: str) -> None:
+    """The one line a command prints on success (stderr; -q silences it)."""
+    log.log(NOTICE, message)
+
+
 def setup_logging(quiet: bool = False, verbose: int = 0) -> None:
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING)
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else NOTICE)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("posecli: %(message)s"))
     root = logging.getLogger("posecli")
@@ -61,10 +70,17 @@ def error_line(message: str) -> None:
 
 @contextlib.contextmanager
 def cli_errors(debug: bool = False, quiet: bool = False, verbose: int = 0) -> Iterator[None]:
-    """Turn library errors into one line on stderr and an exit code."""
+    """Turn library errors into one line on stderr and an exit code.
+
+    SIGTERM is handled like Ctrl-C here, for every command (``posecli.signals``):
+    cleanups run, nothing is left behind, exit 143 (Ctrl-C: 130).
+    """
+    from posecli.signals import Terminated, sigterm_as_interrupt
+
     setup_logging(quiet, verbose)
     try:
-        yield
+        with sigterm_as_interrupt():
+            yield
     except typer.Exit:
         raise
     except PoseCliError as e:
@@ -72,16 +88,37 @@ def cli_errors(debug: bool = False, quiet: bool = False, verbose: int = 0) -> It
             traceback.print_exc()
         error_line(str(e))
         raise typer.Exit(int(e.exit_code)) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if debug:
             traceback.print_exc()
-        error_line("interrupted")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        term = isinstance(e, Terminated)
+        error_line("terminated (SIGTERM)" if term else "interrupted")
+        raise typer.Exit(int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED)) from None
+    except OSError as e:  # a write error no writer mapped is the user's; other OSErrors are bugs
+        if debug:
+            traceback.print_exc()
+        message = os_error_message(e)
+        error_line(message or f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
+        raise typer.Exit(int(ExitCode.FAILED)) from None
     except Exception as e:  # a bug: still one line unless --debug
         if debug:
             traceback.print_exc()
         error_line(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
         raise typer.Exit(int(ExitCode.FAILED)) from None
+
+
+def os_error_message(e: OSError) -> str | None:
+    """A write error no writer mapped (``fileio.write_errors``): ``OUT: cannot write (disk full)``,
+    naming the user's output rather than a temporary file; None for other OSErrors (bugs)."""
+    from posecli.fileio import WRITE_ERRNOS, user_path
+
+    reason = WRITE_ERRNOS.get(e.errno)
+    if reason is None:
+        return None
+    name = user_path(e.filename)
+    if reason.startswith("permission denied") and e.errno in (1, 13):  # EPERM, EACCES: reading too
+        return f"{name}: {reason}" if name else reason
+    return f"{name}: cannot write ({reason})" if name else f"cannot write ({reason})"
 
 
 def emit_json(obj) -> None:

@@ -50,8 +50,26 @@ class ImageSet:
         return len(self.images)
 
 
+def check_synth_complete(folder: Path) -> None:
+    """Refuse a ``posecli synth`` output whose synth.json says it was not finished
+    (interrupted, or its disk filled): half a dataset would train without a word."""
+    marker = folder / "synth.json"
+    if not marker.is_file():
+        return
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(info, dict) and info.get("complete") is False:
+        kind = info.get("kind", "KIND")
+        raise InputError(f"an incomplete posecli synth output (synth.json: \"complete\": false; the run was stopped "
+                         f"before the end): run `posecli synth {kind} {folder} ... --overwrite` again with the "
+                         "same options to finish it", folder)
+
+
 def _from_folder(root: Path) -> list[Source]:
     """Identity subfolders of images, else the folder's videos (one identity each)."""
+    check_synth_complete(root)
     subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     out = []
     for d in subdirs:
@@ -70,6 +88,7 @@ def _from_folder(root: Path) -> list[Source]:
 
 
 def _from_manifest(path: Path) -> list[Source]:
+    check_synth_complete(path.parent)  # a synth output's labels.csv
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))

@@ -62,6 +62,26 @@ def passthrough_args() -> list[str]:
     return ["-fps_mode", "passthrough"] if ffmpeg_version() >= (5, 1) else ["-vsync", "0"]
 
 
+def passthrough_kwargs() -> dict:
+    """``passthrough_args`` as ffmpeg-python output options."""
+    flag, value = passthrough_args()
+    return {flag[1:]: value}
+
+
+def ffmpeg_cmd(stream, *, overwrite: bool = False) -> list[str]:
+    """The command line of an ffmpeg-python graph, run by posecli's own process handling.
+
+    ffmpeg-python (a command builder) lays out inputs, outputs, options and filter
+    graphs; the binary is ``ffmpeg_exe()`` and the global options come first: no
+    banner, errors only, and ``-nostdin`` always (ffmpeg would otherwise read the
+    terminal, eating the input of a user's ``while read`` loop).
+    """
+    import ffmpeg
+
+    base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"] + (["-y"] if overwrite else [])
+    return ffmpeg.compile(stream, cmd=base)
+
+
 def _run_text(cmd: list[str]) -> str:
     res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     return res.stdout.decode("utf-8", "replace") + res.stderr.decode("utf-8", "replace")

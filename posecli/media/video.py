@@ -2,13 +2,16 @@
 
 Reading pipes ``rawvideo rgb24`` out of ffmpeg, one frame at a time, so memory
 does not depend on the length of the video. Writing pipes frames into ffmpeg
-and goes through ``atomic_path``. ffmpeg always runs with ``-nostdin`` and its
-stderr is drained in a thread (a full stderr pipe would stall it).
+and goes through ``atomic_path``. The command lines are built with ffmpeg-python
+(``ffmpeg_bin.ffmpeg_cmd``); the processes are posecli's own: ffmpeg always runs
+with ``-nostdin``, in its own session, and its stderr is drained in a thread (a
+full stderr pipe would stall it; ffmpeg-python's ``run_async`` does not drain it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import subprocess
 import tempfile
@@ -16,20 +19,23 @@ import wave
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import ffmpeg  # ffmpeg-python: the command-line builder
 import numpy as np
 
 from ..errors import InputError, PoseCliError, UsageError
-from ..fileio import atomic_path, check_writable
+from ..fileio import atomic_path, check_writable, write_error, write_errors
 from ..inputs import VIDEO_EXTS  # the types read (anything ffmpeg opens works; these are listed)
 from .ffmpeg_bin import (  # probing lives beside the ffmpeg plumbing; re-exported here
     StderrTail,
     VideoInfo,
     check_media_file,
+    ffmpeg_cmd,
     ffmpeg_exe,
     has_encoder,
     inspect_media,
     last_message,
     passthrough_args,
+    passthrough_kwargs,
     probe_video,
 )
 
@@ -67,10 +73,10 @@ class VideoReader:
         # size we slice the pipe by, whatever rotation or pixel aspect ffmpeg applied.
         filters = [f"fps={self.fps!r}"] if self._resample else []
         filters.append(f"scale={w}:{h}:flags={'area' if shrink else 'bicubic'},setsar=1")
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(self.path),
-               "-map", "0:V:0", "-an", "-sn", "-dn", "-vf", ",".join(filters)]
-        cmd += [] if self._resample else passthrough_args()
-        cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+        out = ffmpeg.input(str(self.path)).output(
+            "pipe:1", map="0:V:0", an=None, sn=None, dn=None, vf=",".join(filters), f="rawvideo", pix_fmt="rgb24",
+            **({} if self._resample else passthrough_kwargs()))
+        cmd = ffmpeg_cmd(out)
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **_POPEN)
         self._stderr = StderrTail(self._proc.stderr)
         self._done = False
@@ -154,11 +160,11 @@ _COPYABLE = {
 }
 
 
-def _webm_audio_codec() -> list[str]:
+def _webm_audio_codec() -> dict:
     for name in ("libopus", "libvorbis"):
         if has_encoder(name):
-            return ["-c:a", name, "-b:a", "128k"]
-    return ["-c:a", "opus", "-strict", "-2", "-b:a", "128k"]
+            return {"c:a": name, "b:a": "128k"}
+    return {"c:a": "opus", "strict": -2, "b:a": "128k"}
 
 
 class VideoWriter:
@@ -263,64 +269,67 @@ class VideoWriter:
         except (BrokenPipeError, OSError):
             self._proc.wait()
             self._stderr.join()
-            raise PoseCliError(f"ffmpeg stopped: {self._stderr.last_line()}", self.path) from None
+            raise _ffmpeg_failed("ffmpeg stopped", self._stderr.lines, self.path) from None
         self.frames_written += len(frames)
 
-    def _video_args(self) -> list[str]:
-        if self.ext == ".gif":
-            return ["-filter_complex", "[0:v]split[a][b];[a]palettegen[p];[b][p]paletteuse", "-loop", "0"]
+    def _video_output(self, frames, target: Path, faststart: bool):
+        """The encoding output node for the piped ``frames`` (an ffmpeg-python stream)."""
+        if self.ext == ".gif":  # a palette made from the frames themselves
+            split = frames.split()
+            palette = split[0].filter("palettegen")
+            return ffmpeg.filter([split[1], palette], "paletteuse").output(str(target), loop=0)
         if self.ext == ".webm":
             codec = "libvpx-vp9" if has_encoder("libvpx-vp9") else "libvpx"
             crf = min(63, max(4, self.crf + 13))
-            return ["-map", "0:v:0", "-c:v", codec, "-pix_fmt", "yuv420p", "-crf", str(crf), "-b:v", "0",
-                    "-deadline", "good", "-cpu-used", "4", "-row-mt", "1"]
-        args = ["-map", "0:v:0"]
-        if has_encoder("libx264"):
-            args += ["-c:v", "libx264", "-crf", str(self.crf), "-preset", self.preset]
+            opts = {"c:v": codec, "pix_fmt": "yuv420p", "crf": crf, "b:v": 0, "deadline": "good", "cpu-used": 4,
+                    "row-mt": 1}
+        elif has_encoder("libx264"):
+            opts = {"c:v": "libx264", "crf": self.crf, "preset": self.preset, "pix_fmt": "yuv420p"}
         else:  # LGPL-only ffmpeg builds: MPEG-4 part 2 is always there
-            args += ["-c:v", "mpeg4", "-q:v", "3"]
-        return args + ["-pix_fmt", "yuv420p"]
+            opts = {"c:v": "mpeg4", "q:v": 3, "pix_fmt": "yuv420p"}
+        return frames.output(str(target), **opts, **(self._faststart() if faststart else {}))
 
-    def _faststart(self) -> list[str]:
-        return ["-movflags", "+faststart"] if self.ext in (".mp4", ".mov") else []
+    def _faststart(self) -> dict:
+        return {"movflags": "+faststart"} if self.ext in (".mp4", ".mov") else {}
 
     def _start(self) -> None:
         target = self._tmp
         if self._wants_audio:
-            fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".video{self.ext}", dir=self._tmp.parent)
+            with write_errors(self.path):
+                fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".video{self.ext}", dir=self._tmp.parent)
             os.close(fd)
             self._video_tmp = target = Path(name)
             self._stack.callback(_unlink, target)
         w, h = self.output_size
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", repr(self.fps), "-i", "pipe:0",
-               *self._video_args(), *([] if self._wants_audio else self._faststart()), str(target)]
+        frames = ffmpeg.input("pipe:0", f="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}", framerate=repr(self.fps))
+        cmd = ffmpeg_cmd(self._video_output(frames, target, faststart=not self._wants_audio), overwrite=True)
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **_POPEN)
         self._stderr = StderrTail(self._proc.stderr)
 
     def _add_audio(self) -> None:
         """Mux the picture (copied) with the sound into the output, cut to the picture's length."""
-        reencode = _webm_audio_codec() if self.ext == ".webm" else ["-c:a", "aac", "-b:a", "192k"]
-        pad = ["-af", "apad"]  # silence after a shorter sound; ``-t`` cuts it
+        reencode = _webm_audio_codec() if self.ext == ".webm" else {"c:a": "aac", "b:a": "192k"}
+        pad = {"af": "apad"}  # silence after a shorter sound; ``-t`` cuts it
         if self._audio is not None:
             sound = _write_wav(*self._audio)
             self._stack.callback(_unlink, sound)
-            enc = [*reencode, *pad]
+            enc = {**reencode, **pad}
         else:
             dump = inspect_media(self._audio_from)
             if not dump.audio:
                 os.replace(self._video_tmp, self._tmp)
                 return
             sound = self._audio_from
-            enc = ["-c:a", "copy"] if dump.audio[0].codec in _COPYABLE.get(self.ext, set()) else [*reencode, *pad]
+            enc = {"c:a": "copy"} if dump.audio[0].codec in _COPYABLE.get(self.ext, set()) else {**reencode, **pad}
         duration = self.frames_written / self.fps
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-               "-i", str(self._video_tmp), "-i", str(sound), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-               *enc, "-t", f"{duration:.6f}", *self._faststart(), str(self._tmp)]
+        picture, track = ffmpeg.input(str(self._video_tmp)), ffmpeg.input(str(sound))
+        out = ffmpeg.output(picture["v:0"], track["a:0"], str(self._tmp), **{"c:v": "copy"}, **enc,
+                            t=f"{duration:.6f}", **self._faststart())
+        cmd = ffmpeg_cmd(out, overwrite=True)
         res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False, **_POPEN)
         if res.returncode != 0:
             lines = res.stderr.decode("utf-8", "replace").splitlines()
-            raise PoseCliError(f"ffmpeg failed adding the sound: {last_message(lines)}", self.path)
+            raise _ffmpeg_failed("ffmpeg failed adding the sound", lines, self.path)
 
     def close(self) -> Path:
         """Finish the file and move it to ``path``; raises PoseCliError if ffmpeg failed."""
@@ -333,7 +342,7 @@ class VideoWriter:
             rc = self._proc.wait()
             self._stderr.join()
             if rc != 0:
-                raise PoseCliError(f"ffmpeg failed: {self._stderr.last_line()}", self.path)
+                raise _ffmpeg_failed("ffmpeg failed", self._stderr.lines, self.path)
             if self._video_tmp is not None:
                 self._add_audio()
         except BaseException as exc:
@@ -362,6 +371,22 @@ class VideoWriter:
     def __del__(self):
         with contextlib.suppress(Exception):
             self.abort()
+
+
+# What ffmpeg prints (strerror) when it cannot write its output, as errno.
+_WRITE_FAILURES = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+                   "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES,
+                   "File too large": errno.EFBIG}
+
+
+def _ffmpeg_failed(what: str, lines, path: Path) -> PoseCliError:
+    """``OUT: cannot write (disk full)`` when ffmpeg's stderr says so (its last line is often
+    only "Nothing was written into output file"), else ``OUT: WHAT: <ffmpeg's last message>``."""
+    text = "\n".join(lines)
+    for needle, code in _WRITE_FAILURES.items():
+        if needle in text:
+            return write_error(path, OSError(code, needle))
+    return PoseCliError(f"{what}: {last_message(lines)}", path)
 
 
 def _unlink(path: Path) -> None:

@@ -22,6 +22,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import InputError, OutputExistsError, UsageError
+from ..fileio import check_folder_writable, temp_for, umask_mode, write_errors
 from ..inputs import IMAGE_EXTS, VIDEO_EXTS
 from ..media.convert import resize_pixels
 
@@ -120,6 +121,9 @@ def open_source(video, fps: float | None = None):
 
 def output_kind(out: str | Path) -> str:
     """'video' for a video file name, 'frames' for a folder (existing, or a name without a suffix)."""
+    if isinstance(out, str) and out == "-":  # (a Path cannot tell '-' from './-')
+        raise UsageError("-o -: stdout takes single images only; give a video file (OUT.mp4) or a folder "
+                         "for PNG frames (a name without a suffix, or ./- for a folder named '-')")
     p = Path(out)
     if p.suffix.lower() in VIDEO_OUT_EXTS:
         return "video"
@@ -139,6 +143,7 @@ def check_output(out: str | Path, overwrite: bool) -> str:
         raise OutputExistsError(p)
     if kind == "frames" and p.is_dir() and any(p.iterdir()) and not overwrite:
         raise OutputExistsError(p)
+    check_folder_writable(p if kind == "frames" else p.parent, p)  # read-only, full disk: before any work
     return kind
 
 
@@ -153,8 +158,11 @@ class FolderSink:
     def __init__(self, path: str | Path, overwrite: bool = False):
         self.path = Path(path)
         check_output(self.path, overwrite)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.part-", dir=self.path.parent))
+        with write_errors(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.part-", dir=self.path.parent))
+        self._names = temp_for(self._tmp, self.path)  # errors inside name the user's folder
+        self._names.__enter__()
         self.frames_written = 0
 
     def write(self, frame: np.ndarray) -> None:
@@ -169,8 +177,10 @@ class FolderSink:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                self._finish()
+                with write_errors(self.path, self._tmp):
+                    self._finish()
         finally:
+            self._names.__exit__(None, None, None)
             shutil.rmtree(self._tmp, ignore_errors=True)  # our own temporary folder only
 
     def _finish(self) -> None:
@@ -183,6 +193,7 @@ class FolderSink:
                 for f in sorted(self._tmp.iterdir()):
                     os.replace(f, self.path / f.name)
                 return
+        os.chmod(self._tmp, umask_mode("folder"))  # mkdtemp makes 0700: the folder gets the user's usual mode
         os.replace(self._tmp, self.path)
 
 

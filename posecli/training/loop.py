@@ -30,6 +30,7 @@ from torch import nn
 
 from ..errors import PoseCliError
 from ..fileio import write_bytes_atomic
+from ..signals import interrupt_for
 from ..media.convert import uint8_to_float
 from ..progress import progress
 from . import distributed as D
@@ -62,6 +63,7 @@ class _StopFlag:
 
     def __init__(self, grace: float = 0.0):
         self.set, self.grace, self.t = False, grace, 0.0
+        self.signum = signal.SIGINT  # the stop ends as interrupt_for(signum): exit 130, or 143 for SIGTERM
 
     @contextlib.contextmanager
     def installed(self):
@@ -79,9 +81,9 @@ class _StopFlag:
     def _handler(self, signum, frame):
         if self.set:
             if time.monotonic() - self.t > self.grace:
-                raise KeyboardInterrupt
+                raise interrupt_for(self.signum)
             return
-        self.set, self.t = True, time.monotonic()
+        self.set, self.t, self.signum = True, time.monotonic(), signum
         log.warning(f"{signal.Signals(signum).name}: finishing this step and writing a checkpoint "
                     "(signal again to abort at once)")
 
@@ -311,7 +313,7 @@ class Trainer:
                     last_ckpt = time.monotonic()
                     if interrupted:
                         D.barrier(dist)  # rank 0's checkpoint is complete before anyone exits
-                        raise KeyboardInterrupt
+                        raise interrupt_for(self.stop.signum)
             # end of epoch: checkpoint, samples and the loss curve
             nxt = (si, epoch + 1, 0) if epoch + 1 < stage.epochs else (si + 1, 0, 0)
             self._save(lambda: self._state(nxt, gstep, runs if nxt[0] == si else []))

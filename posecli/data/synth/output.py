@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from posecli.errors import PoseCliError, UsageError
-from posecli.fileio import write_bytes_atomic
+from posecli.fileio import check_folder_writable, make_folder, write_bytes_atomic
 
 MARKER = "synth.json"
 
@@ -51,7 +51,8 @@ def prepare_out(out: str | Path, overwrite: bool) -> Path:
             raise PoseCliError("holds a previous synth output; pass --overwrite to replace its files", out)
         raise PoseCliError("is not empty and not a posecli synth output; "
                            "pass --overwrite to write into it anyway (no file is deleted)", out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_folder_writable(out)  # read-only or full: before any rendering
+    make_folder(out)
     return out
 
 
@@ -98,8 +99,12 @@ def run_tasks(fn: Callable, tasks: Iterable, workers: int, progress: Callable[[i
     import multiprocessing as mp
     import sys
 
+    from posecli.signals import workers_ignore_sigint
+
     method = "fork" if "fork" in mp.get_all_start_methods() and "torch" not in sys.modules else "spawn"
-    with mp.get_context(method).Pool(min(workers, len(tasks)), initializer=_worker_init) as pool:
+    with workers_ignore_sigint():  # Ctrl-C is the parent's to handle: no worker tracebacks
+        pool = mp.get_context(method).Pool(min(workers, len(tasks)), initializer=_worker_init)
+    with pool:
         for r in pool.imap(functools.partial(_guarded, fn), tasks, chunksize=1):
             results.append(r)
             if progress:
@@ -128,9 +133,13 @@ def _on_sigterm(*_):
 
 
 def _worker_init() -> None:
-    """Pool.terminate (an error or Ctrl-C in the parent) sends SIGTERM to the workers."""
+    """Pool.terminate (an error or Ctrl-C in the parent) sends SIGTERM to the workers;
+    the terminal's Ctrl-C (sent to the whole process group) is left to the parent."""
     import signal
 
+    from posecli.signals import ignore_sigint_in_worker
+
+    ignore_sigint_in_worker()
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
