@@ -1,8 +1,9 @@
 """Model files: one .safetensors file, tensors plus one JSON metadata string.
 
-Loading never unpickles: the header is validated by hand first so that a
-truncated or foreign file gets a clear one-line error, then safetensors reads
-the tensors.
+Loading never unpickles: ``safetensors.safe_open`` validates the header (length,
+JSON, dtypes, offsets against the file's size) and each refusal becomes a clear
+one-line error; the metadata is checked against the tensors' shapes before any
+tensor is read, all through one open of the file.
 
 Metadata (key "posecli" in the safetensors header):
     format_version, method, image_size, identity_dim, pose_dim,
@@ -11,6 +12,7 @@ Metadata (key "posecli" in the safetensors header):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -24,6 +26,7 @@ FORMAT_VERSION = 1
 META_KEY = "posecli"
 SUFFIX = ".safetensors"
 MAX_HEADER = 100 * 1024 * 1024
+DIMS = ("image_size", "identity_dim", "pose_dim")  # in the metadata, and properties of every PoseModel
 
 
 def bundled_dir() -> Path:
@@ -59,46 +62,93 @@ def resolve_model(name_or_path: str) -> Path:
     raise ModelFileError(f"no model named {name_or_path!r} (available: {names}; or pass a path)")
 
 
-def read_header(path: str | Path) -> dict:
-    """The safetensors JSON header, validated; raises ModelFileError."""
+_BAD_LENGTH = "not a safetensors model file (bad header length; truncated or another format)"
+
+
+@contextlib.contextmanager
+def open_model_file(path: str | Path):
+    """``safetensors.safe_open`` on the file (which validates the header: its length, JSON,
+    dtypes, shapes and offsets against the file size), its errors as one-line ModelFileErrors."""
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
+    try:
+        handle = safe_open(str(path), "pt")
+    except SafetensorError as e:
+        raise _header_error(path, str(e)) from None
+    except OSError as e:
+        raise ModelFileError(f"cannot read: {e.strerror or e}", path) from None
+    with handle as f:
+        yield f
+
+
+def _header_error(path: Path, reason: str) -> ModelFileError:
+    """safe_open's refusal as today's one-line message (the raw header is read only on this path,
+    to say which part is wrong)."""
+    reason = reason.split("header: ", 1)[-1].strip()
+    if "header too small" in reason:
+        return ModelFileError("not a safetensors model file (too short)", path)
+    if "header too large" in reason or "invalid header length" in reason:
+        return ModelFileError(_BAD_LENGTH, path)
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise ModelFileError("not a safetensors model file (too short)", path)
-            (n,) = struct.unpack("<Q", head)
-            if n <= 1 or n > min(MAX_HEADER, size - 8):
-                raise ModelFileError("not a safetensors model file (bad header length; truncated or another format)", path)
-            raw = f.read(n)
-    except OSError as e:
-        raise ModelFileError(f"cannot read: {e.strerror}", path) from None
+            (n,) = struct.unpack("<Q", f.read(8))
+            raw = f.read(min(n, MAX_HEADER))
+    except (OSError, struct.error):
+        return ModelFileError(f"not a safetensors model file ({reason})", path)
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError("not a safetensors model file (header is not JSON)", path) from None
+        return ModelFileError("not a safetensors model file (header is not JSON)", path)
     if not isinstance(header, dict):
-        raise ModelFileError("not a safetensors model file (header is not an object)", path)
-    end = 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
+        return ModelFileError("not a safetensors model file (header is not an object)", path)
+    md = header.get("__metadata__")
+    if md is not None and not isinstance(md, dict):
+        return ModelFileError("a safetensors file without posecli metadata (not a posecli model)", path)
+    if isinstance(md, dict) and META_KEY in md and not isinstance(md[META_KEY], str):
+        return ModelFileError("posecli metadata is not valid JSON", path)
+    if "not fully covered" in reason or "incomplete metadata" in reason:
         try:
-            end = max(end, int(info["data_offsets"][1]))
+            end = max([int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"] or [0])
+            return ModelFileError(f"truncated: {size} bytes, the header promises {8 + n + end}", path)
         except (TypeError, KeyError, IndexError, ValueError):
-            raise ModelFileError(f"corrupt header entry for tensor {name!r}", path) from None
-    if 8 + n + end > size:
-        raise ModelFileError(f"truncated: {size} bytes, the header promises {8 + n + end}", path)
+            pass
+    bad = [k for k, v in header.items() if k != "__metadata__" and not isinstance(v, dict)]
+    if bad:
+        return ModelFileError(f"corrupt header entry for tensor {bad[0]!r}", path)
+    import re
+
+    dtype = re.search(r"unknown variant `([^`]*)`", reason)
+    if dtype:
+        bad = [k for k, v in header.items() if k != "__metadata__" and v.get("dtype") == dtype.group(1)]
+        return ModelFileError(f"corrupt safetensors header (tensor {bad[0] if bad else '?'!r} has unknown type "
+                              f"{dtype.group(1)!r})", path)
+    return ModelFileError(f"corrupt safetensors header ({reason})", path)
+
+
+def read_header(path: str | Path) -> dict:
+    """The header as safetensors validates it: ``__metadata__`` and, per tensor, its dtype
+    and shape; raises ModelFileError."""
+    with open_model_file(path) as f:
+        header: dict = {"__metadata__": f.metadata() or {}}
+        for k in f.keys():
+            sl = f.get_slice(k)
+            header[k] = {"dtype": sl.get_dtype(), "shape": list(sl.get_shape())}
     return header
 
 
 def read_metadata(path: str | Path) -> dict:
     """posecli's metadata of a model file, checked for format version and method."""
+    with open_model_file(path) as f:
+        return _metadata_of(f, Path(path))
+
+
+def _metadata_of(f, path: Path) -> dict:
+    """The checked metadata of an open file (see read_metadata)."""
     from .models import MODEL_REGISTRY
 
-    header = read_header(path)
-    md = header.get("__metadata__")
+    md = f.metadata()
     raw = md.get(META_KEY) if isinstance(md, dict) else None
     if raw is None:
         raise ModelFileError("a safetensors file without posecli metadata (not a posecli model)", path)
@@ -117,6 +167,8 @@ def read_metadata(path: str | Path) -> dict:
     missing = [k for k in ("image_size", "identity_dim", "pose_dim", "config") if k not in meta]
     if missing:  # `posecli models` and load_model read these
         raise ModelFileError(f"posecli metadata lacks {', '.join(missing)}", path)
+    if not isinstance(meta["config"], dict):
+        raise ModelFileError("bad architecture config: not a JSON object", path)
     return meta
 
 
@@ -152,34 +204,47 @@ def save_model(path: str | Path, model, training: dict | None = None, overwrite:
 
 
 def load_model(name_or_path: str | Path, device="cpu"):
-    """A PoseModel in eval mode, fp32, on ``device``; ``.meta`` holds the metadata."""
-    import torch
+    """A PoseModel in eval mode, fp32, on ``device``; ``.meta`` holds the metadata.
+
+    The file is opened once: its metadata is checked, the architecture built from it,
+    each tensor's shape compared with the architecture's (and the metadata's image_size,
+    identity_dim and pose_dim with the architecture's) before any tensor is read.
+    """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     from .models import model_class
 
     path = resolve_model(str(name_or_path))
-    meta = read_metadata(path)
-    cls = model_class(meta["method"])
-    try:
-        model = cls.from_config_dict(meta["config"])
-    except (TypeError, ValueError) as e:
-        raise ModelFileError(f"bad architecture config: {e}", path) from None
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise ModelFileError(f"cannot read tensors: {e}", path) from None
+    with open_model_file(path) as f:
+        meta = _metadata_of(f, path)
+        cls = model_class(meta["method"])
+        try:
+            model = cls.from_config_dict(meta["config"])
+        except (TypeError, ValueError) as e:
+            raise ModelFileError(f"bad architecture config: {e}", path) from None
+        for k in DIMS:
+            if meta[k] != getattr(model, k):
+                raise ModelFileError(f"metadata says {k} {meta[k]!r}, its architecture gives {getattr(model, k)!r}",
+                                     path)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        keys = list(f.keys())
+        for k in keys:
+            shape = tuple(f.get_slice(k).get_shape())
+            if k in expected and shape != expected[k]:
+                raise ModelFileError(f"tensors do not match the architecture in its metadata: {k} has shape "
+                                     f"{list(shape)}, the metadata's {meta['method']} config gives "
+                                     f"{list(expected[k])}", path)
+        missing = [k for k in expected if k not in keys and k not in model.optional_state]
+        unexpected = [k for k in keys if k not in expected]
+        if missing or unexpected:
+            raise ModelFileError(f"tensors do not match the {meta['method']} architecture "
+                                 f"(missing {len(missing)}, unexpected {len(unexpected)})", path)
+        try:
+            state = {k: f.get_tensor(k) for k in keys}
+        except (SafetensorError, OSError) as e:
+            raise ModelFileError(f"cannot read tensors: {e}", path) from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        first = str(e).strip().splitlines()[-1].strip()
-        raise ModelFileError(f"tensors do not match the architecture in its metadata: {first}", path) from None
-    missing = [k for k in missing if k not in model.optional_state]
-    if missing or unexpected:
-        raise ModelFileError(f"tensors do not match the {meta['method']} architecture "
-                             f"(missing {len(missing)}, unexpected {len(unexpected)})", path)
+    model.load_state_dict(state, strict=False)  # names and shapes checked above
     model.meta = meta
     model.path = path
     return model.to(device).eval().requires_grad_(False)

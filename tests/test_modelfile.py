@@ -332,3 +332,59 @@ def test_a_pickle_named_safetensors_is_refused(tmp_path, monkeypatch):
     torch.save({"w": torch.zeros(2)}, p)  # a zip/pickle file under a safetensors name
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load called"))
     assert "not a safetensors model file" in load_error(p)
+
+
+# ------------------------------------------------- metadata against the tensors (issue 16, item 8)
+
+def test_metadata_dims_checked_against_the_tensors(tmp_path, saved):
+    # the summary says pose_dim 4, the architecture (config and tensors) has 8: refused, not run
+    p = rewrite(saved, tmp_path / "p.safetensors", meta_edit=lambda m: m.update(pose_dim=4))
+    assert "metadata says pose_dim 4, its architecture gives 8" in load_error(p)
+    p = rewrite(saved, tmp_path / "i.safetensors", meta_edit=lambda m: m.update(identity_dim=32))
+    assert "identity_dim 32" in load_error(p)
+
+    def both(m):  # summary and config agree on 4; the tensors were made for 8
+        m["pose_dim"] = m["config"]["pose_dim"] = 4
+
+    msg = load_error(rewrite(saved, tmp_path / "b.safetensors", meta_edit=both))
+    assert "tensors do not match the architecture in its metadata" in msg and "has shape" in msg
+
+
+def test_bundled_cars_with_a_wrong_pose_dim_is_refused(tmp_path):
+    from posecli.modelfile import bundled_dir
+
+    src = bundled_dir() / "cars.safetensors"
+    if not src.is_file():
+        pytest.skip("no bundled cars model")
+    p = rewrite(src, tmp_path / "cars.safetensors", meta_edit=lambda m: m.update(pose_dim=64))
+    assert "metadata says pose_dim 64, its architecture gives 128" in load_error(p)
+
+
+def test_each_file_is_opened_once_through_safe_open(saved, monkeypatch):
+    import safetensors
+
+    calls = []
+    real = safetensors.safe_open
+
+    def counting(*a, **k):
+        calls.append(a[0])
+        return real(*a, **k)
+
+    monkeypatch.setattr(safetensors, "safe_open", counting)
+    model = load_model(saved)
+    assert calls == [str(saved)] and model.pose_dim == 8
+
+
+def test_safe_open_refusals_are_one_line(tmp_path, saved):
+    data = saved.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    name = next(k for k in header if k != "__metadata__")
+    for edit, words in ((lambda e: e.update(dtype="Q99"), "corrupt safetensors header"),
+                        (lambda e: e.update(data_offsets=[0, 3]), "corrupt safetensors header")):
+        h = json.loads(json.dumps(header))
+        edit(h[name])
+        body = json.dumps(h).encode()
+        p = tmp_path / "bad.safetensors"
+        p.write_bytes(struct.pack("<Q", len(body)) + body + data[8 + n :])
+        assert words in load_error(p)
