@@ -143,13 +143,18 @@ def variants() -> list[tuple[str, dict]]:
     if "shadow" in d:
         choices["shadow"] = [0.0, 0.35]
     if "upscale" in d:
-        from posecli.pipelines.composite import UPSCALES
+        from posecli.pipelines.composite import INPAINTS, UPSCALES
 
         choices["upscale"] = list(UPSCALES)
+        choices["choke"] = [False, True]
+        choices["inpaint_with"] = list(INPAINTS)
     for key, values in choices.items():
         for v in values:
             if v != d.get(key):
-                out.append((f"{key}={v}", {key: v}))
+                over = {key: v}
+                if key == "inpaint_with" and not d["remove_original"]:  # a fill only matters with removal
+                    over["remove_original"] = True
+                out.append((", ".join(f"{k}={x}" for k, x in over.items()), over))
     return out
 
 
@@ -235,7 +240,7 @@ def summarise(results: list[dict]) -> tuple[list[str], dict]:
 def removal_check(results: list[dict]) -> list[str]:
     """Per generator: seeds where --remove-original made the whole-image MSE worse than without it."""
     d = composite_defaults()
-    other = f"remove_original={not d['remove_original']}"
+    other = f"remove_original={not d['remove_original']}"  # the variant with only removal changed
     lines = []
     gens = sorted({n.split(" | ")[0] for n in results[0]["rows"] if " | " in n})
     for g in gens:

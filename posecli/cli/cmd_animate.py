@@ -88,7 +88,7 @@ def animate(
                 emit_json({"output": output, "skipped": True})
             return
 
-        where = Box.parse(box) if box is not None else ("face" if track else "full")
+        where = Box.parse(box, "--box") if box is not None else ("face" if track else "full")
         id_pixels = read_image(id_image)
         net = load_model_or_default(model, "heads", resolve_device(device))
         res = run_animate(net, id_pixels, video, output, region=where, smooth=smooth, smooth_filter=smooth_filter,

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from posecli.cli.common import (Debug, Device, Json, KeepGoing, Overwrite, Quiet, SkipExisting, Verbose, cli_errors,
-                                default_model_option, emit_json)
+                                default_model_option, emit_json, shard_option)
 
 DEFAULT_MODEL = "cars"
 
@@ -27,6 +27,7 @@ Poses = Annotated[list[str], _opt("--pose", metavar="IMG", help="Add an object p
                                   "--at; repeatable).")]
 At = Annotated[list[str], _opt("--at", metavar="X,Y,W,H", help="Where the --pose object goes (one per --pose).")]
 ModelOpt = default_model_option(DEFAULT_MODEL)
+ShardOpt = shard_option()
 Output = Annotated[str, _opt("-o", "--output", metavar="OUT", help="The output image ('-' = PNG on stdout); a "
                              "folder for a folder of scenes (each keeps its file name).")]
 MatteOpt = Annotated[str, _opt("--matte", metavar="KIND", show_default=True, help="auto | rembg | grabcut | model. "
@@ -74,6 +75,7 @@ def composite(
     overwrite: Overwrite = False,
     skip_existing: SkipExisting = False,
     keep_going: KeepGoing = False,
+    shard: ShardOpt = None,
     json_out: Json = False,
     quiet: Quiet = False,
     verbose: Verbose = 0,
@@ -101,7 +103,7 @@ def composite(
     with cli_errors(debug, quiet, verbose):
         _run(scene, identity, output, box, boxes, pose, at, model, matte, blend, fit, margin,
              harmonize_strength if harmonize else 0.0, remove_original, debug_masks, device, overwrite,
-             skip_existing, keep_going, json_out, quiet, allow_empty=allow_empty)
+             skip_existing, keep_going, json_out, quiet, allow_empty=allow_empty, shard_spec=shard)
 
 
 
@@ -118,7 +120,7 @@ def _scenes(scene: str) -> tuple[list[str], bool]:
 
 def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, model_name, matte, blend, fit, margin,
          strength, remove_original, debug_masks, device, overwrite, skip_existing, keep_going, json_out, quiet,
-         allow_empty=False):
+         allow_empty=False, shard_spec=None):
     import logging
     from pathlib import Path
 
@@ -166,6 +168,13 @@ def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, m
         if Path(output).is_dir():
             raise UsageError(f"-o {output}: is a folder; one scene gives one image file (e.g. {output}/out.png)")
         out_of = {scene_paths[0]: None if output == "-" else Path(output)}
+    from posecli.batch import resolve_shard, take_shard
+
+    # --shard I/N or the torchrun rank: this run's scenes, by file name
+    scene_paths = take_shard(scene_paths, resolve_shard(shard_spec), key=lambda p: Path(p).name)
+    if not scene_paths:
+        log.warning("nothing to do: no scene falls to this shard")
+        return
     # Existing outputs: refused before any work (unless --keep-going reports them per scene) or skipped.
     existing = [p for p, o in out_of.items() if o is not None and o.exists() and not overwrite]
     if existing and skip_existing:

@@ -7,11 +7,12 @@ from typing import Annotated, Optional
 import typer
 
 from posecli.cli.common import (BatchSize, Crop, Debug, Device, Json, KeepGoing, ModelName, Overwrite, Quiet, Verbose,
-                                cli_errors, emit_json)
+                                cli_errors, shard_option, emit_json)
 
 Images = Annotated[list[str], typer.Argument(help="Image files, folders, quoted globs, or '-' for stdin.",
                                              show_default=False, metavar="IMAGE")]
 Output = Annotated[Optional[str], typer.Option("-o", "--output", help="The .npz file to write (optional with --json).", metavar="FILE.npz")]
+ShardOpt = shard_option()
 
 
 def encode(
@@ -24,6 +25,7 @@ def encode(
     json_out: Json = False,
     overwrite: Overwrite = False,
     keep_going: KeepGoing = False,
+    shard: ShardOpt = None,
     quiet: Quiet = False,
     verbose: Verbose = 0,
     debug: Debug = False,
@@ -37,10 +39,11 @@ def encode(
     Example: posecli encode photos/ -m cars -o codes.npz
     """
     with cli_errors(debug, quiet, verbose):
-        _run(images, model, output, crop, batch_size, device, json_out, overwrite, keep_going, quiet)
+        _run(images, model, output, crop, batch_size, device, json_out, overwrite, keep_going, quiet, shard)
 
 
-def _run(images, model_name, output, crop, batch_size, device, json_out, overwrite, keep_going, quiet):
+def _run(images, model_name, output, crop, batch_size, device, json_out, overwrite, keep_going, quiet,
+         shard_spec=None):
     import logging
     from pathlib import Path
 
@@ -57,6 +60,15 @@ def _run(images, model_name, output, crop, batch_size, device, json_out, overwri
     if crop not in CROP_MODES:
         raise UsageError(f"--crop {crop}: expected one of {', '.join(CROP_MODES)}")
     paths = expand_inputs(images, IMAGE_EXTS)
+    from posecli.batch import resolve_shard, shard_path, take_shard
+
+    shard = resolve_shard(shard_spec)  # --shard I/N or the torchrun rank: this run's images, by file name
+    paths = take_shard(paths, shard, key=lambda p: Path(p).name)
+    if shard is not None and output is not None:
+        output = str(shard_path(output, shard))  # each part writes its own FILE.shardIofN.npz
+    if not paths:
+        log.warning(f"nothing to do: no image falls to shard {shard}")
+        return
     if paths.count("-") > 1:
         raise UsageError("'-' (stdin) can be given only once")
     if output is not None:

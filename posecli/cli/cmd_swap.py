@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from posecli.cli.common import (BatchSize, Crop, Debug, Device, Json, KeepGoing, Overwrite, Quiet, SkipExisting, Verbose,
-                                cli_errors, default_model_option, emit_json)
+                                cli_errors, shard_option, default_model_option, emit_json)
 
 DEFAULT_MODEL = "cars"
 
@@ -16,6 +16,7 @@ Ids = Annotated[list[str], typer.Option("--id", help="Identity image(s): a file,
 Poses = Annotated[list[str], typer.Option("--pose", help="Pose image(s): a file, folder, quoted glob or '-' "
                                           "(repeatable).", show_default=False, metavar="IMG")]
 ModelOpt = default_model_option(DEFAULT_MODEL)
+ShardOpt = shard_option()
 Output = Annotated[Optional[str], typer.Option(
     "-o", "--output", help="One pair: the image file ('-' = PNG on stdout). Several pairs: a folder, "
     "each result named <idstem>__<posestem>.png.", metavar="OUT")]
@@ -39,6 +40,7 @@ def swap(
     overwrite: Overwrite = False,
     skip_existing: SkipExisting = False,
     keep_going: KeepGoing = False,
+    shard: ShardOpt = None,
     json_out: Json = False,
     quiet: Quiet = False,
     verbose: Verbose = 0,
@@ -54,7 +56,7 @@ def swap(
     """
     with cli_errors(debug, quiet, verbose):
         _run(ids, poses, model, output, grid, crop, size, batch_size, device, overwrite, skip_existing, keep_going,
-             json_out, quiet)
+             json_out, quiet, shard)
 
 
 def _stem(path: str) -> str:
@@ -105,6 +107,21 @@ def _outputs(id_paths, pose_paths, output) -> dict:
     return {pair: out / name for name, pair in names.items()}
 
 
+def _shard_pairs(out_of: dict, id_paths, pose_paths, grid, shard_spec) -> dict:
+    """The pairs of this run's --shard (or torchrun rank), each named by its output file name."""
+    from posecli.batch import resolve_shard, take_shard
+    from posecli.errors import UsageError
+
+    shard = resolve_shard(shard_spec)
+    if shard is None:
+        return out_of
+    if grid is not None:
+        raise UsageError(f"--grid draws every pair, and this run does part {shard} of them ({shard.source}); "
+                         f"draw the grid in a run without --shard (or --shard 0/1)")
+    mine = take_shard(out_of, shard, key=lambda pair: f"{_stem(id_paths[pair[0]])}__{_stem(pose_paths[pair[1]])}.png")
+    return {pair: out_of[pair] for pair in mine}
+
+
 def _check_image_suffix(path) -> None:
     """Refuse an output type we cannot write before any work is done."""
     from pathlib import Path
@@ -120,7 +137,7 @@ def _check_image_suffix(path) -> None:
 
 
 def _run(ids, poses, model_name, output, grid, crop, size, batch_size, device, overwrite, skip_existing, keep_going,
-         json_out, quiet):
+         json_out, quiet, shard_spec=None):
     import logging
     from pathlib import Path
 
@@ -141,6 +158,10 @@ def _run(ids, poses, model_name, output, grid, crop, size, batch_size, device, o
     if (id_paths + pose_paths).count("-") > 1:
         raise UsageError("'-' (stdin) can be read only once")
     out_of = _outputs(id_paths, pose_paths, output)
+    out_of = _shard_pairs(out_of, id_paths, pose_paths, grid, shard_spec)
+    if not out_of:
+        log.warning("nothing to do: no pair falls to this shard")
+        return
     for target in [p for p in out_of.values() if p is not None] + ([grid] if grid not in (None, "-") else []):
         _check_image_suffix(target)
 

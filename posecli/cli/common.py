@@ -126,3 +126,16 @@ def emit_json(obj) -> None:
 
     sys.stdout.write(json.dumps(obj, default=str) + "\n")
     sys.stdout.flush()
+
+
+# -- --shard (issue 16 item 17): one option for every batch command; posecli.batch has the rule ----
+
+def shard_option():
+    """--shard I/N, shared by swap, encode and composite (and any batch command)."""
+    from typing import Optional
+
+    return Annotated[Optional[str], typer.Option(
+        "--shard", metavar="I/N", show_default=False,
+        help="Do part I of N (0 <= I < N) of the items, picked by a stable hash of each item's file name: N runs "
+             "with the same arguments (on any machines) cover the job exactly once; add --skip-existing to resume. "
+             "Under torchrun the rank and world size are used when --shard is not given (--shard 0/1: all items).")]

@@ -19,15 +19,16 @@ def clip_window(shape, x: int, y: int, w: int, h: int):
     return None if x0 >= x1 or y0 >= y1 else (x0, y0, x1, y1)
 
 
-def feather_alpha(alpha: np.ndarray, radius: float) -> np.ndarray:
-    """Pull the matte's edge in by ``radius``/2 and soften it over ``radius`` px (hides background fringes)."""
+def feather_alpha(alpha: np.ndarray, radius: float, choke: bool = True) -> np.ndarray:
+    """Soften the matte's edge over ``radius`` px; ``choke``: first pull it in by ``radius``/2 (hides fringes)."""
     import cv2
 
     a = alpha.astype(np.float32)
     if radius < 0.5:
         return a
-    k = max(1, int(round(radius / 2)))
-    a = cv2.erode(a, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
+    if choke:
+        k = max(1, int(round(radius / 2)))
+        a = cv2.erode(a, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
     return np.clip(cv2.GaussianBlur(a, (0, 0), radius / 2), 0, 1)
 
 
@@ -163,4 +164,134 @@ def inpaint(dst: np.ndarray, mask: np.ndarray, x: int, y: int, radius: int = 5, 
     else:
         filled = cv2.inpaint(local, m, radius, cv2.INPAINT_TELEA)
     dst[y0:y1, x0:x1][keep] = filled.reshape(local.shape)[keep]
+    return dst
+
+
+def _row_offsets(dst: np.ndarray, rows: np.ndarray, left: np.ndarray, right: np.ndarray, dx: int, k: int,
+                 bad: np.ndarray) -> np.ndarray:
+    """Per row (left, right): the colour difference between the known pixels just outside a hole and their
+    source dx away (sources in ``bad`` skipped); a side with none takes the other side's, else 0."""
+    off = np.zeros((len(rows), 2, 3), np.float32)
+    W = dst.shape[1]
+    for j, (r, a, b) in enumerate(zip(rows, left, right)):
+        got = [None, None]
+        for side, cols in ((0, np.arange(a - k, a)), (1, np.arange(b + 1, b + 1 + k))):
+            cols = cols[(cols >= 0) & (cols < W) & (cols + dx >= 0) & (cols + dx < W)]
+            cols = cols[~bad[r, cols] & ~bad[r, cols + dx]]
+            if len(cols):
+                got[side] = (dst[r, cols].astype(np.float32) - dst[r, cols + dx].astype(np.float32)).mean(0)
+        for side in (0, 1):
+            v = got[side] if got[side] is not None else got[1 - side]
+            if v is not None:
+                off[j, side] = v
+    return off
+
+
+def inpaint_rows(dst: np.ndarray, hole: np.ndarray, forbidden: np.ndarray | None = None, strip: int = 6,
+                 ring: int = 4, reach: float = 3.0) -> np.ndarray:
+    """Fill ``hole`` (bool, dst's size) with the scene's own pixels from the same rows; returns dst.
+
+    An exemplar fill for scenes whose ground runs across the picture (streets,
+    fields, floors): the hole is cut into strips of ``strip`` rows, top to
+    bottom; each strip is copied from the same rows shifted sideways by the dx
+    whose pixels best match the ``ring`` known pixels around the strip (sum of
+    squared differences; the strips above, already filled, count as known), so
+    lane markings, kerbs and textures continue instead of being smeared. Source
+    pixels never come from a hole or from ``forbidden`` (other objects). A
+    per-row colour offset, ramped across the hole from its left to its right
+    edge, hides the seams (a gradient-domain fill in one dimension). Shifts are
+    searched within ``reach`` hole widths; a strip with no clean source of that
+    width falls back to Telea's fill. Only hole pixels change.
+    """
+    import cv2
+
+    if not hole.any():
+        return dst
+    H, W = hole.shape
+    todo = hole.copy()
+    bad = hole | forbidden if forbidden is not None else hole.copy()
+    ys = np.flatnonzero(hole.any(1))
+    xs = np.flatnonzero(hole.any(0))
+    hw = int(xs[-1] - xs[0] + 1)
+    lim = int(max(reach * hw, hw + 32))
+    img = dst.astype(np.float32)
+    kernel = np.ones((2 * ring + 1, 2 * ring + 1), np.uint8)
+    for s in range(int(ys[0]), int(ys[-1]) + 1, strip):
+        r0, r1 = s, min(s + strip, int(ys[-1]) + 1)
+        h = todo[r0:r1]
+        if not h.any():
+            continue
+        b0, b1 = max(r0 - ring, 0), min(r1 + ring, H)
+        band_hole = np.zeros((b1 - b0, W), bool)
+        band_hole[r0 - b0 : r1 - b0] = h
+        near = (cv2.dilate(band_hole.astype(np.uint8), kernel) > 0) & ~band_hole & ~todo[b0:b1]
+        rr, rc = np.nonzero(near)
+        hr, hc = np.nonzero(h)
+        c0, c1 = int(hc.min()), int(hc.max()) + 1
+        # a shift is usable when the strip's rows over [c0 + dx, c1 + dx) hold no hole and no other object
+        col_bad = bad[r0:r1].any(0).astype(np.int32)
+        cum = np.concatenate([[0], np.cumsum(col_bad)])
+        dxs = np.arange(-min(lim, c0), min(lim, W - c1) + 1)
+        dxs = dxs[(cum[c1 + dxs] - cum[c0 + dxs]) == 0]
+        if len(dxs) == 0 or len(rr) == 0:
+            m = np.zeros((H, W), np.uint8)
+            m[r0:r1] = h
+            win = clip_window(dst.shape, c0 - 8, r0 - 8, c1 - c0 + 16, r1 - r0 + 16)
+            x0, y0, x1, y1 = win
+            filled = cv2.inpaint(np.ascontiguousarray(dst[y0:y1, x0:x1]), m[y0:y1, x0:x1], 3, cv2.INPAINT_TELEA)
+            sel = m[y0:y1, x0:x1] > 0
+            dst[y0:y1, x0:x1][sel] = filled[sel]
+        else:
+            tgt = img[rr + b0, rc]  # (P, 3)
+            cost = np.empty(len(dxs), np.float64)
+            for i0 in range(0, len(dxs), 256):
+                d = dxs[i0 : i0 + 256]
+                cols = rc[None, :] + d[:, None]
+                ok = (cols >= 0) & (cols < W)
+                colc = np.clip(cols, 0, W - 1)
+                src = img[(rr + b0)[None, :], colc]
+                usable = ok & ~bad[(rr + b0)[None, :], colc]
+                e = ((src - tgt[None]) ** 2).sum(2)
+                n = np.maximum(usable.sum(1), 1)
+                cost[i0 : i0 + 256] = np.where(usable.sum(1) >= max(4, len(rr) // 4),
+                                               (e * usable).sum(1) / n, np.inf)
+            cost += 4.0 * np.abs(dxs) / max(hw, 1)  # near sources first, all else equal
+            if not np.isfinite(cost).any():
+                dx = int(dxs[np.argmin(np.abs(dxs))])
+            else:
+                dx = int(dxs[np.argmin(cost)])
+            rows = np.arange(r0, r1)
+            has = h.any(1)
+            rows = rows[has]
+            left = np.array([np.flatnonzero(todo[r])[0] for r in rows])
+            right = np.array([np.flatnonzero(todo[r])[-1] for r in rows])
+            off = _row_offsets(dst, rows, left, right, dx, ring, bad | todo)
+            for j, r in enumerate(rows):
+                cs = np.flatnonzero(todo[r])
+                t = ((cs - left[j]) / max(right[j] - left[j], 1))[:, None]
+                val = img[r, cs + dx] + (1 - t) * off[j, 0] + t * off[j, 1]
+                dst[r, cs] = np.clip(val + 0.5, 0, 255).astype(np.uint8)
+                img[r, cs] = dst[r, cs]
+        todo[r0:r1] = False
+        bad[r0:r1] &= ~hole[r0:r1] | (forbidden[r0:r1] if forbidden is not None else False)
+    return dst
+
+
+def contact_shadow(dst: np.ndarray, placement, box, strength: float = 0.35) -> np.ndarray:
+    """Darken an ellipse under a placed object (its ground contact): width 1.1x the object's, height 6 % of the box.
+
+    ``placement`` is the object's [x, y, w, h] in the scene; the shadow is
+    centred on its bottom edge and clipped to the box. Modifies dst in place.
+    """
+    x, y, w, h = placement
+    cx, cy = x + w / 2, y + h
+    rx, ry = 0.55 * w, max(2.0, 0.06 * max(box.w, box.h))
+    win = clip_window(dst.shape, box.x, box.y, box.w, box.h)
+    if win is None or strength <= 0:
+        return dst
+    x0, y0, x1, y1 = win
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    d = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2
+    f = 1 - strength * np.clip(1.2 - d, 0, 1)
+    dst[y0:y1, x0:x1] = np.clip(dst[y0:y1, x0:x1] * f[..., None] + 0.5, 0, 255).astype(np.uint8)
     return dst

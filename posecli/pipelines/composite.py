@@ -35,12 +35,14 @@ import numpy as np
 
 from ..errors import UsageError
 from ..regions import Box, crop
-from .blending import BLENDS, alpha_blend, feather_alpha, harmonize, inpaint, poisson_blend
+from .blending import BLENDS, alpha_blend, contact_shadow, feather_alpha, harmonize, inpaint, poisson_blend
 from .boxfile import boxes_for, load_boxes  # noqa: F401 (part of this module's API)
 from .matting import Matter
 
 log = logging.getLogger("posecli")
 FITS = ("frame", "box")
+UPSCALES = ("linear", "cubic", "lanczos", "sharp")  # how a generated square is scaled up to its box
+INPAINTS = ("rows", "telea")  # how --remove-original fills the old object's pixels
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,33 @@ def generate(model, id_square: np.ndarray, pose_squares: list[np.ndarray],
     return np.ascontiguousarray(out[..., :3]), alpha
 
 
+def upscale_pixels(pixels: np.ndarray, size: tuple[int, int], how: str = "cubic") -> np.ndarray:
+    """uint8 HxWx3 to (w, h): area filter when shrinking; when enlarging, ``how`` (see ``UPSCALES``).
+
+    linear / cubic / lanczos: OpenCV's interpolations; sharp: lanczos followed
+    by an unsharp mask whose radius grows with the scale (a 64-px render blown
+    up to 160 px is soft: this restores some edge contrast).
+    """
+    import cv2
+
+    from ..media.convert import resize_pixels
+
+    w, h = size
+    if w <= pixels.shape[1] and h <= pixels.shape[0]:
+        return resize_pixels(pixels, size)
+    if how not in UPSCALES:
+        raise UsageError(f"--upscale {how}: expected one of {', '.join(UPSCALES)}")
+    flag = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}.get(how, cv2.INTER_LANCZOS4)
+    out = cv2.resize(pixels, (w, h), interpolation=flag)
+    if how == "sharp":
+        sigma = 0.5 * max(w / pixels.shape[1], 1.0)
+        soft = cv2.GaussianBlur(out.astype(np.float32), (0, 0), sigma)
+        out = np.clip(out.astype(np.float32) * 1.6 - soft * 0.6 + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
 def place_object(rgb: np.ndarray, matte: np.ndarray, box: Box, fit: str = "frame", margin: float = 0.0,
-                 feather: float | None = None):
+                 feather: float | None = None, upscale: str = "cubic", choke: bool = False):
     """The matted object as box-sized (rgb, alpha), and where it landed ([x, y, w, h] in the scene).
 
     fit "frame": the generated square covers the window the pose came from
@@ -128,10 +155,12 @@ def place_object(rgb: np.ndarray, matte: np.ndarray, box: Box, fit: str = "frame
     and position, as in its training images. fit "box": the object's extent
     is scaled uniformly to fit the box, centred and standing on its bottom edge.
     Nothing outside the box is touched. None when the matte is empty.
+    ``feather``: the edge's softening radius in box pixels (default: 0.6 % of
+    the box); ``choke`` also pulls the edge in by half of it (hides a fringe
+    of the render's background, at the cost of the object's outline).
     """
     import cv2
 
-    from ..media.convert import resize_pixels
     from .matting import border_colour, unmix
 
     ys, xs = np.nonzero(matte > 0.5)
@@ -152,7 +181,7 @@ def place_object(rgb: np.ndarray, matte: np.ndarray, box: Box, fit: str = "frame
         ox, oy = (box.w - (x1 - x0) * s) / 2 - x0 * s, box.h - y1 * s
     tw, th = max(1, round((sx1 - sx0) * s)), max(1, round((sy1 - sy0) * s))
     left, top = round(ox + sx0 * s), round(oy + sy0 * s)
-    obj = resize_pixels(np.ascontiguousarray(rgb[sy0:sy1, sx0:sx1]), (tw, th))
+    obj = upscale_pixels(np.ascontiguousarray(rgb[sy0:sy1, sx0:sx1]), (tw, th), upscale)
     a = cv2.resize(np.ascontiguousarray(matte[sy0:sy1, sx0:sx1]), (tw, th), interpolation=cv2.INTER_LINEAR)
     # the rest of the box shows the render's own background: no false edge for Poisson's gradients
     out_rgb = np.empty((box.h, box.w, 3), np.uint8)
@@ -163,7 +192,7 @@ def place_object(rgb: np.ndarray, matte: np.ndarray, box: Box, fit: str = "frame
         out_rgb[by0:by1, bx0:bx1] = obj[by0 - top : by1 - top, bx0 - left : bx1 - left]
         out_a[by0:by1, bx0:bx1] = a[by0 - top : by1 - top, bx0 - left : bx1 - left]
     radius = feather if feather is not None else max(1.0, 0.006 * max(box.w, box.h))
-    out_a = feather_alpha(np.clip(out_a, 0, 1), radius)
+    out_a = feather_alpha(np.clip(out_a, 0, 1), radius, choke)
     ys, xs = np.nonzero(out_a > 0.5)
     if len(xs) == 0:
         return None
@@ -171,17 +200,61 @@ def place_object(rgb: np.ndarray, matte: np.ndarray, box: Box, fit: str = "frame
     return out_rgb, out_a, placement
 
 
-def remove_object(work: np.ndarray, original: np.ndarray, box: Box, matter: Matter,
-                  prior: np.ndarray | None = None):
-    """Inpaint the original object's matte (dilated) in ``work``.
+def reconstruct(model, squares: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
+    """uint8 (N, S, S, 3): the model's reconstruction of each square (its own identity in its own pose)."""
+    import torch
 
-    ``prior``: the new object's box-sized alpha (same pose, so nearly the old
-    object's silhouette); it seeds the matte. Returns (inpainted [x, y, w, h]
-    or None, the matte of the box's context crop, the matte method used).
+    from ..media.convert import to_pixels, to_tensor
+    from .encode import model_device
+
+    dev = model_device(model)
+    outs = []
+    with torch.inference_mode():
+        for start in range(0, len(squares), batch_size):
+            x = to_tensor(np.stack(squares[start : start + batch_size]), dev)
+            outs.append(to_pixels(model.generate(model.encode_identity(x), model.encode_pose(x))))
+    return np.ascontiguousarray(np.concatenate(outs)[..., :3])
+
+
+def row_difference(original: np.ndarray, box: Box, window, avoid: np.ndarray | None = None) -> np.ndarray | None:
+    """How far each pixel of ``window`` (x0, y0, x1, y1) is from its row's background, or None when unknown.
+
+    The row background is the per-row median of the scene beside the box (up
+    to two box widths left and right, outside ``avoid``, the other boxes):
+    on a street the ground runs across the picture, so an object is what
+    differs from its row. Largest channel difference, float32.
+    """
+    x0, y0, x1, y1 = window
+    W = original.shape[1]
+    lo, hi = max(0, box.x - 2 * box.w), min(W, box.x + 3 * box.w)
+    cols = np.r_[lo : max(lo, box.x), min(hi, box.x + box.w) : hi]
+    if avoid is not None and len(cols):
+        free = cols[~avoid[y0:y1][:, cols].any(0)]
+        cols = free if len(free) >= 8 else cols
+    if len(cols) < 8:
+        return None
+    bg = np.median(original[y0:y1][:, cols].astype(np.float32), axis=1)  # (rows, 3)
+    return np.abs(original[y0:y1, x0:x1].astype(np.float32) - bg[:, None]).max(2)
+
+
+def original_region(original: np.ndarray, box: Box, matter: Matter, prior: np.ndarray | None = None,
+                    recon: np.ndarray | None = None, avoid: np.ndarray | None = None, margin: float = 0.0):
+    """Where the box's original object is: (hole as (x0, y0, bool mask) or None, the context's matte, method).
+
+    Found from the scene crop itself: the pixels that differ from their row's
+    background (``row_difference``) and the silhouette of the model's
+    reconstruction of the crop (``recon``, the old object redrawn in its pose)
+    seed GrabCut as probable object, their common core as sure object,
+    everything outside the box as background. With rembg, its matte of the
+    crop (kept near the seeds). ``prior``, the new object's box-sized alpha,
+    seeds it only when neither cue exists. The hole is the object dilated
+    by 2 % of the box (its anti-aliased edge); the shadow is kept (it falls
+    where the new object stands, in the same pose).
     """
     import cv2
 
     from .blending import clip_window
+    from .matting import background_matte, drop_specks, fill_holes, grabcut_seeded
 
     grow = max(4, round(0.15 * max(box.w, box.h)))
     x0, y0, x1, y1 = clip_window(original.shape, box.x - grow, box.y - grow, box.w + 2 * grow, box.h + 2 * grow)
@@ -189,24 +262,65 @@ def remove_object(work: np.ndarray, original: np.ndarray, box: Box, matter: Matt
     rect = (box.x - x0, box.y - y0, box.w, box.h)
     inside = np.zeros(ctx.shape[:2], bool)
     inside[max(rect[1], 0) : rect[1] + box.h, max(rect[0], 0) : rect[0] + box.w] = True
-    p = None
-    if prior is not None:  # the box-sized prior, placed in the context crop
+    seeds = []
+    diff = row_difference(original, box, (x0, y0, x1, y1), avoid)
+    cue = None
+    if diff is not None:
+        cue = drop_specks(fill_holes(diff > 30)) & inside
+        cue = cue if cue.mean() > 0.002 else None
+    if recon is not None:  # the window the pose square came from, placed in the context crop
+        win = box.square(margin)
+        sil = cv2.resize(background_matte(recon), (win.w, win.h), interpolation=cv2.INTER_LINEAR)
+        r = np.zeros(ctx.shape[:2], np.float32)
+        cw = clip_window(r.shape, win.x - x0, win.y - y0, win.w, win.h)
+        if cw is not None and sil.max() > 0.5:
+            cx0, cy0, cx1, cy1 = cw
+            r[cy0:cy1, cx0:cx1] = sil[cy0 - (win.y - y0) : cy1 - (win.y - y0), cx0 - (win.x - x0) : cx1 - (win.x - x0)]
+            seeds.append((r > 0.5) & inside)
+    if cue is not None:
+        seeds.append(cue)
+    if not seeds and prior is not None:
         p = np.zeros(ctx.shape[:2], np.float32)
-        win = clip_window(p.shape, rect[0], rect[1], box.w, box.h)
-        if win is not None:
-            wx0, wy0, wx1, wy1 = win
+        pw = clip_window(p.shape, rect[0], rect[1], box.w, box.h)
+        if pw is not None:
+            wx0, wy0, wx1, wy1 = pw
             p[wy0:wy1, wx0:wx1] = prior[wy0 - rect[1] : wy1 - rect[1], wx0 - rect[0] : wx1 - rect[0]]
-    m = matter(ctx, rect=rect, prior=p)
+            seeds.append((p > 0.5) & inside)
+    probable = np.logical_or.reduce(seeds) if seeds else inside
+    if cue is not None:
+        sure = cue & (seeds[0] if len(seeds) > 1 else cue)
+    else:
+        sure = probable
+    k = max(1, round(0.03 * max(box.w, box.h)))
+    sure = cv2.erode(sure.astype(np.uint8), np.ones((2 * k + 1, 2 * k + 1), np.uint8)) > 0
+    if matter.used == "rembg":
+        m = matter(ctx, rect=rect, prior=probable.astype(np.float32))
+    else:
+        m = grabcut_seeded(ctx, sure, probable, ~inside)
+        matter.last = "grabcut (seeded by the crop's row difference and the model's reconstruction)"
     used = matter.last
     core = (m > 0.3) & inside
     if not core.any():
         return None, m, used
-    d = max(3, round(0.04 * max(box.w, box.h)))  # covers the soft edge and shadow fringe
+    d = max(2, round(0.02 * max(box.w, box.h)))
     hole = cv2.dilate(core.astype(np.uint8), np.ones((2 * d + 1, 2 * d + 1), np.uint8)) > 0
-    inpaint(work, hole, x0, y0, radius=d)
-    ys, xs = np.nonzero(hole)
-    where = [int(x0 + xs.min()), int(y0 + ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
-    return where, m, used
+    return (x0, y0, hole), m, used
+
+
+def fill_region(work: np.ndarray, hole, how: str = "rows", forbidden: np.ndarray | None = None) -> list[int]:
+    """Inpaint a hole from ``original_region`` in ``work``; returns its [x, y, w, h] in the scene."""
+    from .blending import inpaint_rows
+
+    x0, y0, m = hole
+    ys, xs = np.nonzero(m)
+    if how == "telea":
+        d = max(3, round(0.02 * max(m.shape)))
+        inpaint(work, m, x0, y0, radius=d)
+    else:
+        full = np.zeros(work.shape[:2], bool)
+        full[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]] = m
+        inpaint_rows(work, full, forbidden)
+    return [int(x0 + xs.min()), int(y0 + ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
 
 
 def as_targets(boxes, width: int, height: int) -> list[Target]:
@@ -221,7 +335,9 @@ def as_targets(boxes, width: int, height: int) -> list[Target]:
 
 def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: str | Matter = "auto",
               blend: str = "alpha", fit: str = "frame", margin: float = 0.0, harmonize_strength: float = 0.0,
-              remove_original: bool = False, feather: float | None = None, debug: bool = False) -> CompositeResult:
+              remove_original: bool = False, feather: float | None = None, shadow: float = 0.0,
+              upscale: str = "cubic", inpaint_with: str = "rows", choke: bool = False,
+              debug: bool = False) -> CompositeResult:
     """The scene with each box's object replaced by the identity of ``id_pixels`` in that object's pose.
 
     scene: uint8 HxW, HxWx1, HxWx3 or HxWx4 (kept as given; colour goes to
@@ -232,7 +348,12 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
     alpha | poisson. fit: frame | box (see the module docstring); margin
     grows each box's square window before it goes to the model.
     harmonize_strength > 0 moves the object's Lab statistics towards its
-    surroundings. The report has one dict per box, in the order given.
+    surroundings. remove_original: inpaint each replaced object first
+    (``original_region``, filled by ``inpaint_with``: rows | telea). shadow > 0:
+    a soft contact shadow of that darkness under each placed object.
+    upscale: how generated squares are enlarged (``UPSCALES``). feather,
+    choke: see ``place_object``. The report has one dict per box, in the
+    order given.
     """
     import cv2
 
@@ -242,6 +363,12 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
         raise UsageError(f"--fit {fit}: expected one of {', '.join(FITS)}")
     if not 0.0 <= harmonize_strength <= 1.0:
         raise UsageError(f"harmonize strength {harmonize_strength}: expected 0..1")
+    if not 0.0 <= shadow <= 1.0:
+        raise UsageError(f"--shadow {shadow}: expected 0..1")
+    if upscale not in UPSCALES:
+        raise UsageError(f"--upscale {upscale}: expected one of {', '.join(UPSCALES)}")
+    if inpaint_with not in INPAINTS:
+        raise UsageError(f"--inpaint {inpaint_with}: expected one of {', '.join(INPAINTS)}")
     h, w = scene.shape[:2]
     targets = as_targets(boxes, w, h)
     matter = matte if isinstance(matte, Matter) else Matter(matte)
@@ -267,7 +394,7 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
     fitted = []
     for i, t in enumerate(targets):
         m = matter(renders[i], alpha=None if gen_alpha is None else gen_alpha[i])
-        fitted.append(place_object(renders[i], m, t.box, fit, margin, feather))
+        fitted.append(place_object(renders[i], m, t.box, fit, margin, feather, upscale, choke))
         report[i]["matte"] = matter.last
         if debug:
             dbg[f"box{i}_pose"], dbg[f"box{i}_generated"] = poses[i], renders[i]
@@ -277,15 +404,32 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
                         f"nothing placed")
 
     if remove_original:
-        for i, t in enumerate(targets):
-            if t.pose is None:
-                prior = fitted[i][1] if fitted[i] is not None else None
-                where, m, used = remove_object(work, original, t.box, matter, prior)
-                report[i].update(removed_original=where is not None, inpainted=where, original_matte=used)
-                if where is None:
-                    log.warning(f"box {t.box.as_list()}: the original object's matte is empty; nothing inpainted")
-                if debug:
-                    dbg[f"box{i}_original_matte"] = (m * 255 + 0.5).astype(np.uint8)
+        replaced = [i for i, t in enumerate(targets) if t.pose is None]
+        recons = reconstruct(model, [poses[i] for i in replaced]) if replaced else []
+        avoid = np.zeros((h, w), bool)
+        for t in targets:
+            avoid[max(t.box.y, 0) : t.box.y + t.box.h, max(t.box.x, 0) : t.box.x + t.box.w] = True
+        holes = {}
+        for j, i in enumerate(replaced):
+            t = targets[i]
+            prior = fitted[i][1] if fitted[i] is not None else None
+            hole, m, used = original_region(original, t.box, matter, prior, recons[j], avoid, margin)
+            report[i]["original_matte"] = used
+            if hole is None:
+                log.warning(f"box {t.box.as_list()}: the original object's matte is empty; nothing inpainted")
+            else:
+                holes[i] = hole
+            if debug:
+                dbg[f"box{i}_original_matte"] = (m * 255 + 0.5).astype(np.uint8)
+                dbg[f"box{i}_reconstruction"] = recons[j]
+        pending = np.zeros((h, w), bool)  # no fill copies pixels of an object still to be removed
+        for x0, y0, m in holes.values():
+            pending[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]] |= m
+        for i, hole in holes.items():
+            x0, y0, m = hole
+            pending[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]] &= ~m
+            where = fill_region(work, hole, inpaint_with, pending)
+            report[i].update(removed_original=True, inpainted=where)
 
     for k, i in enumerate(paint_order([t.box for t in targets])):
         t = targets[i]
@@ -296,6 +440,8 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
         obj, a, placement = fitted[i]
         if harmonize_strength > 0:
             obj = harmonize(obj, a, work, t.box, harmonize_strength)
+        if shadow > 0:
+            contact_shadow(work, placement, t.box, shadow)
         (alpha_blend if blend == "alpha" else poisson_blend)(work, obj, a, t.box.x, t.box.y)
         if alpha_ch is not None:  # the new object is opaque: alpha "over" the scene's alpha (in place)
             alpha_blend(alpha_ch[:, :, None], np.full(obj.shape[:2] + (1,), 255, np.uint8), a, t.box.x, t.box.y)

@@ -204,6 +204,38 @@ def grabcut_matte(rgb: np.ndarray, rect: tuple[int, int, int, int] | None = None
     return smooth(alpha, 0.5 + min(h, w) / 256)
 
 
+def grabcut_seeded(rgb: np.ndarray, sure_fg: np.ndarray, probable_fg: np.ndarray, sure_bg: np.ndarray,
+                   iters: int = 4, max_side: int = 256) -> np.ndarray:
+    """GrabCut from explicit seeds (bool masks of ``rgb``'s size): sure object, probable object, sure background.
+
+    The rest is probable background. Runs at most ``max_side`` px; returns a
+    soft matte at full size. Falls back to the probable object when GrabCut
+    cannot model one side.
+    """
+    import cv2
+
+    h, w = rgb.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    sw, sh = max(2, round(w * s)), max(2, round(h * s))
+    small = np.ascontiguousarray(cv2.resize(rgb[:, :, :3], (sw, sh), interpolation=cv2.INTER_AREA))
+    down = lambda m: cv2.resize(m.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0  # noqa: E731
+    mask = np.full((sh, sw), cv2.GC_PR_BGD, np.uint8)
+    mask[down(probable_fg)] = cv2.GC_PR_FGD
+    mask[down(sure_bg)] = cv2.GC_BGD
+    mask[down(sure_fg) & ~down(sure_bg)] = cv2.GC_FGD
+    fg = probable_fg
+    try:
+        cv2.grabCut(small, mask, None, np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64), iters,
+                    cv2.GC_INIT_WITH_MASK)
+        got = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+        if got.any():
+            fg = cv2.resize(got.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    except cv2.error:  # one side empty: GrabCut has nothing to learn from
+        pass
+    alpha = fg.astype(np.float32)
+    return smooth(alpha, 0.5 + min(h, w) / 256)
+
+
 # ---------------------------------------------------------------- rembg
 
 def rembg_paths() -> tuple[Path | None, Path, str]:
