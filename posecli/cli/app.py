@@ -81,7 +81,7 @@ def _root(
 
 # One module per command, posecli/cli/cmd_<name>.py, each defining `register(app)`.
 # The order here is the order in --help.
-COMMANDS = ["train", "encode", "swap", "animate", "composite", "eval", "synth", "models"]
+COMMANDS = ["train", "encode", "swap", "animate", "composite", "eval", "synth", "data", "models"]
 
 
 def _register() -> None:
