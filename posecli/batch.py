@@ -24,11 +24,22 @@ class BatchResult:
     skipped: list[str] = field(default_factory=list)  # outputs that existed (--skip-existing)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (item name, message)
 
-    def raise_if_failed(self) -> None:
+    def raise_if_failed(self, where: str | None = None) -> None:
         if self.failed:
-            for name, msg in self.failed:
-                log.error(f"failed: {msg}")
-            raise PoseCliError(f"{len(self.failed)} of {len(self.failed) + len(self.done) + len(self.skipped)} items failed")
+            raise failure_summary([msg for _, msg in self.failed], len(self.done), len(self.skipped), where)
+
+
+def failure_summary(failed: list[str], written: int, skipped: int = 0, where: str | None = None) -> PoseCliError:
+    """The end of a --keep-going batch with failures, in the one wording every command uses:
+    each failure on its own line, then ``F of N items failed (listed above); the other W
+    were written to OUT``. Returned to raise (exit 1)."""
+    for msg in failed:
+        log.error(f"failed: {msg}")
+    total = len(failed) + written + skipped
+    done = (f"the other {written} were written" + (f" to {where}" if where and where != "-" else "")) if written \
+        else "nothing was written"
+    kept = f", {skipped} existed (--skip-existing)" if skipped else ""
+    return PoseCliError(f"{len(failed)} of {total} items failed (listed above); {done}{kept}")
 
 
 def run_batch(items: Iterable[T], fn: Callable[[T], object], *, output_of: Callable[[T], Path | None] = lambda _: None,

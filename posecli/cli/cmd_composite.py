@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from posecli.cli.common import (Debug, Device, Json, KeepGoing, Overwrite, Quiet, SkipExisting, Verbose, cli_errors,
-                                default_model_option, emit_json, shard_option)
+                                confirm, default_model_option, emit_json, shard_option)
 
 DEFAULT_MODEL = "cars"
 
@@ -184,6 +184,10 @@ def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, m
             return
     elif existing and not keep_going:
         raise OutputExistsError(out_of[existing[0]])
+    if output != "-":  # read-only or full: before any work
+        from posecli.fileio import check_folder_writable
+
+        check_folder_writable(Path(output) if batch else Path(output).parent, output)
 
     from posecli.batch import run_batch
     from posecli.media.images import read_image, write_image
@@ -231,9 +235,10 @@ def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, m
     with progress(total=len(scene_paths), desc="composite", unit="scene", quiet=quiet or output == "-") as bar:
         res = run_batch(scene_paths, one, output_of=lambda p: out_of[p], overwrite=overwrite,
                         skip_existing=skip_existing, keep_going=keep_going, bar=bar)
-    if batch:
-        log.info(f"wrote {len(res.done)} image(s) to {output}")
-    res.raise_if_failed()
+    res.raise_if_failed(where=output)
+    if res.done:
+        confirm(f"wrote {len(res.done)} image(s) to {output}" if batch
+                else f"wrote {'the image to stdout' if output == '-' else output}")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from posecli.cli.common import (BatchSize, Crop, Debug, Device, Json, KeepGoing, ModelName, Overwrite, Quiet, Verbose,
-                                cli_errors, shard_option, emit_json)
+                                cli_errors, shard_option, confirm, emit_json)
 
 Images = Annotated[list[str], typer.Argument(help="Image files, folders, quoted globs, or '-' for stdin.",
                                              show_default=False, metavar="IMAGE")]
@@ -118,12 +118,12 @@ def _run(images, model_name, output, crop, batch_size, device, json_out, overwri
 
     if output is not None and good:
         _save(output, overwrite, np.concatenate(ids), np.concatenate(poses), good, str(net.path), crop)
-        log.info(f"wrote {len(good)} codes to {output}")
     if failed:
-        for msg in failed:
-            log.error(f"failed: {msg}")
-        raise PoseCliError(f"{len(failed)} of {len(paths)} images failed"
-                           + (f"; the other {len(good)} are in {output}" if output and good else ""))
+        from posecli.batch import failure_summary
+
+        raise failure_summary(failed, len(good), where=output)
+    confirm(f"wrote the codes of {len(good)} image(s) to {output}" if output is not None
+            else f"encoded {len(good)} image(s)")
 
 
 def _save(output, overwrite, identity, pose, paths, model_path, crop) -> None:

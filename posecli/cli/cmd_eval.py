@@ -86,7 +86,9 @@ def _run(data, model_name, pairs, crop, batch_size, seed, device, json_out, outp
     if output is not None:
         with atomic_path(output, overwrite) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        log.info(f"wrote {output}")
+        from posecli.cli.common import confirm
+
+        confirm(f"wrote the report to {output}")
     if json_out:
         emit_json(report)
     else:

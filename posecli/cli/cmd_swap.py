@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from posecli.cli.common import (BatchSize, Crop, Debug, Device, Json, KeepGoing, Overwrite, Quiet, SkipExisting, Verbose,
-                                cli_errors, shard_option, default_model_option, emit_json)
+                                cli_errors, shard_option, confirm, default_model_option, emit_json)
 
 DEFAULT_MODEL = "cars"
 
@@ -164,6 +164,10 @@ def _run(ids, poses, model_name, output, grid, crop, size, batch_size, device, o
         return
     for target in [p for p in out_of.values() if p is not None] + ([grid] if grid not in (None, "-") else []):
         _check_image_suffix(target)
+    from posecli.fileio import check_folder_writable
+
+    for target in {Path(p).parent: p for p in [*out_of.values(), grid] if p not in (None, "-")}.values():
+        check_folder_writable(Path(target).parent, target)  # read-only or full: before any work
 
     # Existing outputs: refuse (before any work), skip, or let --keep-going report them.
     def exists(p) -> bool:
@@ -252,20 +256,21 @@ def _run(ids, poses, model_name, output, grid, crop, size, batch_size, device, o
                                 overwrite=overwrite, skip_existing=skip_existing, keep_going=keep_going, bar=bar)
                 failed += [msg for _, msg in res.failed]
                 n_written = sum(1 for t in res.done if t is not None)
-                log.info(f"wrote {n_written} image(s)" + (f" to {output}" if output != "-" else ""))
+    wrote = [f"{n_written} image(s)" + (f" to {output}" if output != "-" else " to stdout")] if n_written else []
 
     if cells is not None:
         image = make_grid([crops[id_paths[a]] for a in good_a], [crops[pose_paths[b]] for b in good_b], cells)
         write_image(grid, image, overwrite=overwrite)
-        log.info(f"wrote the {len(good_a)} x {len(good_b)} grid to {grid}")
+        wrote.append(f"the {len(good_a)} x {len(good_b)} grid to {grid if grid != '-' else 'stdout'}")
         if json_out:
             emit_json({"grid": grid, "id": [id_paths[a] for a in good_a], "pose": [pose_paths[b] for b in good_b]})
 
     if failed:
-        for msg in failed:
-            log.error(f"failed: {msg}")
-        raise PoseCliError(f"{len(failed)} input(s) or pair(s) failed"
-                           + (f"; the other {n_written} image(s) were written" if n_written else ""))
+        from posecli.batch import failure_summary
+
+        raise failure_summary(failed, n_written, len(skipped), where=output)
+    if wrote:
+        confirm("wrote " + " and ".join(wrote))
 
 
 def register(app: typer.Typer) -> None:
