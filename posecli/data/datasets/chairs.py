@@ -46,7 +46,10 @@ def _views(chair: Path) -> dict[str, tuple[Path, dict]]:
         if not m:
             raise InputError("not a 3D Chairs render name (image_NNN_pPPP_tTTT_rRRR.png)", f)
         _, p, t, r = (int(g) for g in m.groups())
-        views[f"p{p:03d}_t{t:03d}"] = (f, {"elevation": p, "azimuth": t, "distance": r})
+        pose = f"p{p:03d}_t{t:03d}"
+        if pose in views:
+            raise InputError(f"a second render of the view {pose} (also {views[pose][0].name})", f)
+        views[pose] = (f, {"elevation": p, "azimuth": t, "distance": r})
     if not views:
         raise InputError("no renders (image_NNN_pPPP_tTTT_rRRR.png)", renders)
     return views

@@ -68,12 +68,6 @@ class Unit:
     items: Callable[[], Iterator[Item]]
 
 
-def safe_name(text: str) -> str:
-    """A label usable as a file or folder name."""
-    out = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text)).strip(".")
-    return out or "_"
-
-
 def prepare_out(out: Path, meta: dict, overwrite: bool, skip_existing: bool) -> dict:
     """Check OUT may be written; returns the previous run's marker (or {})."""
     if overwrite and skip_existing:
