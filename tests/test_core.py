@@ -24,6 +24,7 @@ TINY_METHOD = {
     "lord": dict(width=0.125, identity_dim=16, pose_dim=8),
     "esser": dict(width=0.125, critic_width=0.0625, identity_channels=4, pose_channels=4, warmup=4, lr=1e-3),
     "cs": dict(width=0.125, identity_dim=16, pose_dim=8, id_features="off"),
+    "xiao": dict(width=0.125, d_width=0.125, n_res=1, lr=5e-4, pose_features="edges", clusters=4, pvm_size=16),
 }
 TINY = dict(image_size=32, batch_size=16, loss="lap", log_every=2)
 
@@ -71,6 +72,10 @@ def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path, method, s
     for name, module in full.method.modules.items():
         for (k, a), b in zip(module.state_dict().items(), resumed.method.modules[name].state_dict().values()):
             assert torch.equal(a, b), f"{name}.{k} differs after resume"
+    assert set(full.method.ema) == set(resumed.method.ema)
+    for name, module in full.method.ema.items():  # the averaged copies (the saved model where there is one)
+        for (k, a), b in zip(module.state_dict().items(), resumed.method.ema[name].state_dict().values()):
+            assert torch.equal(a, b), f"EMA {name}.{k} differs after resume"
     for k, v in full.method.state_dict().items():
         w = resumed.method.state_dict()[k]
         assert torch.equal(v, w) if isinstance(v, torch.Tensor) else v == w, k

@@ -18,6 +18,7 @@ MODEL_REGISTRY: dict[str, tuple[str, str]] = {
     "lord": ("posecli.models.lord", "LordModel"),
     "esser": ("posecli.models.esser", "EsserModel"),
     "cs": ("posecli.models.cs", "CsModel"),
+    "xiao": ("posecli.models.xiao", "XiaoModel"),
 }
 
 

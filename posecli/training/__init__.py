@@ -14,6 +14,7 @@ METHODS: dict[str, str] = {
     "lord": "posecli.training.lord",
     "esser": "posecli.training.esser",
     "cs": "posecli.training.cs",
+    "xiao": "posecli.training.xiao",
 }
 
 

@@ -333,9 +333,11 @@ class Trainer:
         extra = make_extra(data, gidx, gen)
         idx = gidx[d.rank :: d.world]
         batch = Batch(idx, self._float(data.images[idx]), data.labels[idx], gen, d.rank, d.world)
-        if "partner_idx" in extra:
-            batch.partner_idx = extra["partner_idx"][d.rank :: d.world]
-            batch.partner = self._float(data.images[batch.partner_idx])
+        for name in ("partner", "other"):
+            if f"{name}_idx" in extra:
+                ii = extra[f"{name}_idx"][d.rank :: d.world]
+                setattr(batch, f"{name}_idx", ii)
+                setattr(batch, name, self._float(data.images[ii]))
         return batch
 
     def _float(self, images: torch.Tensor) -> torch.Tensor:
@@ -365,7 +367,7 @@ class Trainer:
                 r.scaler.update()
             else:
                 r.opt.step()
-            prefix = "" if i == 0 else f"{r.phase.name}_"
+            prefix = r.phase.prefix if r.phase.prefix is not None else "" if i == 0 else f"{r.phase.name}_"
             out.update({prefix + k: v for k, v in terms.items()})
         for name in stage.ema:
             self.ema[f"{self._stage_i}.{name}"].update_parameters(self.method.modules[name])

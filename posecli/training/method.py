@@ -34,6 +34,7 @@ class TrainData:
     key: str  # identifies the decoded data (for resume checks)
     clips: torch.Tensor | None = None  # (N,) int64 video clip index, -1 for stills
     frames: torch.Tensor | None = None  # (N,) int64 frame index within the clip, -1 for stills
+    mining: object | None = None  # set by a method that draws triplets (training/mining.py Mining)
 
     def __post_init__(self):
         n = len(self.images)
@@ -59,12 +60,19 @@ class Batch:
     step: int = 0  # step within the stage
     partner_idx: torch.Tensor | None = None  # (B,) same identity (same clip for video), never idx itself if avoidable
     partner: torch.Tensor | None = None  # (B, 3, S, S) float
+    other_idx: torch.Tensor | None = None  # (B,) triplets: an image of another clip, chosen by the method
+    other: torch.Tensor | None = None  # (B, 3, S, S) float
     stash: dict = field(default_factory=dict)  # what one phase hands to the next within a step
 
     def randn(self, *shape: int) -> torch.Tensor:
         """Standard normal noise (B, *shape), drawn for the whole global batch and sliced, so
         that the noise an image gets does not depend on the number of processes."""
         full = torch.randn((len(self.idx) * self.world, *shape), generator=self.gen, device=self.gen.device)
+        return full[self.rank :: self.world].to(self.x.device)
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        """Uniform [0, 1) noise (B, *shape), drawn like ``randn``."""
+        full = torch.rand((len(self.idx) * self.world, *shape), generator=self.gen, device=self.gen.device)
         return full[self.rank :: self.world].to(self.x.device)
 
 
@@ -76,6 +84,9 @@ class Phase:
     every: int = 1  # runs on steps t with t % every == 0
     schedule: Schedule = "cosine"
     lr_end: float | None = None  # where cosine/linear end; None: TrainOptions.lr_min (linear: 0)
+    # how its terms are named in the history: None: unprefixed for a stage's first phase (its
+    # "loss" is the stage's), "<name>_" for the others
+    prefix: str | None = None
 
 
 @dataclass
@@ -145,12 +156,18 @@ def _anchors(data: TrainData, idx: torch.Tensor, gen: torch.Generator) -> dict:
     return {}
 
 
+def clip_groups(data: TrainData) -> torch.Tensor:
+    """(N,) the clip of each image, numbered 0..G-1: video frames by clip, stills by identity."""
+    clips, labels = data.clips, data.labels
+    group = torch.where(clips >= 0, clips, labels + int(clips.max().clamp_min(-1)) + 1)
+    return torch.unique(group, return_inverse=True)[1]
+
+
 class _Groups:
     """Images grouped for pairing: by clip for video frames, else by identity."""
 
     def __init__(self, data: TrainData):
-        clips, labels = data.clips, data.labels
-        group = torch.where(clips >= 0, clips, labels + int(clips.max().clamp_min(-1)) + 1)
+        group = clip_groups(data)
         order = torch.argsort(group, stable=True)
         counts = torch.bincount(group)
         starts = torch.cumsum(counts, 0) - counts
@@ -174,8 +191,18 @@ def _pairs(data: TrainData, idx: torch.Tensor, gen: torch.Generator) -> dict:
     return {"partner_idx": groups.order[start + pos]}
 
 
-# name -> fn(data, global_idx, gen) -> extra Batch fields for the global batch (sliced by rank)
+def _triplets(data: TrainData, idx: torch.Tensor, gen: torch.Generator) -> dict:
+    """Xiao et al.'s triplets: a target of the same clip and a pose image of another clip,
+    drawn by the tables the method mined (``data.mining``, training/mining.py)."""
+    if data.mining is None:
+        raise RuntimeError("triplet batches need data.mining, set by the method when its stage begins")
+    return data.mining.draw(idx, gen, _pairs(data, idx, gen)["partner_idx"])
+
+
+# name -> fn(data, global_idx, gen) -> extra Batch fields for the global batch (sliced by rank):
+# "partner_idx" and "other_idx", whose images the loop loads into Batch.partner and Batch.other
 BATCH_KINDS: dict[str, Callable[[TrainData, torch.Tensor, torch.Generator], dict]] = {
     "anchors": _anchors,
     "pairs": _pairs,
+    "triplets": _triplets,
 }
