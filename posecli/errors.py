@@ -55,4 +55,9 @@ class ModelFileError(PoseCliError):
 
 
 class MissingWeightsError(PoseCliError):
-    """Pretrained weights that cannot be downloaded here; the message says where to put them."""
+    """Pretrained weights that cannot be downloaded here; the message says where to put them.
+    ``short``: the one-line notice where a fallback is used (the full message goes to -v)."""
+
+    def __init__(self, message: str, path: str | Path | None = None, short: str | None = None):
+        super().__init__(message, path)
+        self.short = short or str(self)

@@ -54,6 +54,21 @@ def tiny_cars(tmp_path_factory):
     return out
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_dir(tmp_path_factory):
+    """posecli's cache (remembered failed downloads) in a folder of this test session, not
+    the user's: a test that fails a download must not stop later runs from trying."""
+    import os
+
+    old = os.environ.get("POSECLI_CACHE_DIR")
+    os.environ["POSECLI_CACHE_DIR"] = str(tmp_path_factory.mktemp("posecli-cache"))
+    yield
+    if old is None:
+        os.environ.pop("POSECLI_CACHE_DIR", None)
+    else:
+        os.environ["POSECLI_CACHE_DIR"] = old
+
+
 @pytest.fixture
 def offline_no_downloads(monkeypatch, tmp_path):
     """POSECLI_OFFLINE set, an empty TORCH_HOME, and any torch.hub download fails the test."""

@@ -418,7 +418,13 @@ def test_cli_auto_matte_notice(runner, tiny_model_path, files, tmp_path):
                         "-o", tmp / "o.png"])
     assert r.exit_code == 0, r.output
     notice = [ln for ln in r.stderr.splitlines() if "--matte auto" in ln]
-    assert len(notice) == 1 and "u2net.onnx" in notice[0] and str(tmp_path / "u2net_empty") in notice[0]
+    assert len(notice) == 1 and "u2net.onnx" in notice[0] and "(-v: how to get the file)" in notice[0]
+    assert len(notice[0]) < 160  # short; where the file goes is at -v
+    r = invoke(runner, ["composite", "--scene", scene, "--id", ident, "--box", "30,50,60,40", "-m", tiny_model_path,
+                        "-o", tmp / "o.png", "--overwrite", "-v"])
+    assert r.exit_code == 0, r.output
+    full = [ln for ln in r.stderr.splitlines() if "--matte auto" in ln and "u2net.onnx" in ln]
+    assert any(str(tmp_path / "u2net_empty") in ln for ln in full), r.stderr
 
 
 def test_cli_batch_with_boxes_file(runner, tiny_model_path, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -102,6 +103,7 @@ def test_offline_resnet_is_named_and_auto_pretrains_a_network_on_the_data_once(o
     from posecli.errors import MissingWeightsError
     from posecli.training.cs import feature_network
 
+    caplog.set_level(logging.INFO, logger="posecli")  # the notice is short; where the file goes is at -v
     data = blobs(n=32)
     with pytest.raises(MissingWeightsError, match="resnet18-f37072fd.pth"):
         feature_network("resnet18", data)

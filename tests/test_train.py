@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,7 @@ def test_loss_kinds():
 
 
 def test_auto_loss_falls_back_offline(monkeypatch, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="posecli")  # the notice is short; where the file goes is at -v
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached VGG weights here
     import posecli.training.losses as losses
 

@@ -425,3 +425,61 @@ def test_keep_going_summaries_share_one_wording(runner, tiny_model_path, tmp_pat
         assert lines[-2].startswith("posecli: failed: ") and str(bad) in lines[-2], (name, lines)
         assert lines[-1].startswith("posecli: error: 1 of 2 items failed (listed above); the other 1 were written"), \
             (name, lines)
+
+
+# -- pretrained downloads: one short notice, no retry within a day -----------------
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """Downloads fail (and are counted); an empty TORCH_HOME and cache folder; POSECLI_OFFLINE unset."""
+    import torch
+    import torchvision.models._api as tv_api  # imported before the patch (see conftest.offline_no_downloads)
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("POSECLI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("POSECLI_OFFLINE", raising=False)
+    monkeypatch.delenv("POSECLI_RETRY_DOWNLOADS", raising=False)
+    calls = []
+
+    def fail(url, *a, **k):
+        calls.append(url)
+        sys.stdout.write(f'Downloading: "{url}" to {tmp_path}\n')  # as torch.hub does
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fail)
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", fail)
+    return calls
+
+
+def test_failed_download_is_remembered_for_a_day(no_network, monkeypatch, tmp_path, capsys):
+    import json
+
+    from posecli.downloads import failures_file
+    from posecli.training.losses import ReconstructionLoss
+
+    assert ReconstructionLoss("auto").kind == "lap" and len(no_network) == 1
+    assert capsys.readouterr().out == ""  # torch's "Downloading:" line is not on stdout (it would break --json)
+    assert ReconstructionLoss("auto").kind == "lap" and len(no_network) == 1  # not tried again
+    monkeypatch.setenv("POSECLI_RETRY_DOWNLOADS", "1")
+    assert ReconstructionLoss("auto").kind == "lap" and len(no_network) == 2  # asked for
+    monkeypatch.delenv("POSECLI_RETRY_DOWNLOADS")
+    record = json.loads(failures_file().read_text())
+    for entry in record.values():
+        entry["time"] -= 25 * 3600  # a day later
+    failures_file().write_text(json.dumps(record))
+    assert ReconstructionLoss("auto").kind == "lap" and len(no_network) == 3
+
+
+def test_train_says_one_short_line_about_missing_weights(no_network, runner, tiny_cars, tmp_path):
+    args = ["train", tiny_cars, "--size", "32", "--epochs", "1", "--batch-size", "16", "--opt", "width=0.125",
+            "--opt", "identity_dim=16", "--opt", "pose_dim=8", "--device", "cpu"]
+    for run in range(2):
+        r = invoke(runner, [*args, "-o", tmp_path / f"m{run}.safetensors"])
+        assert r.exit_code == 0, r.output
+        notes = [ln for ln in r.stderr.splitlines() if "VGG16" in ln]
+        assert len(notes) == 1 and len(notes[0]) < 200 and "'lap'" in notes[0], r.stderr
+        assert "Downloading" not in r.output and "http" not in notes[0]
+    assert len(no_network) == 1  # the second run did not try
+    r = invoke(runner, [*args, "-o", tmp_path / "m2.safetensors", "-v"])
+    assert r.exit_code == 0 and "vgg16-397923af.pth" in r.stderr  # the full text with -v

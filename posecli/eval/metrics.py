@@ -119,10 +119,16 @@ def _load_lpips():
         return None, f"the lpips package cannot be imported ({e})"
     from ..runtime import OFFLINE_ENV, offline
 
+    from ..downloads import forget_failure, recent_failure, record_failure
+
     url, target = lpips_backbone_file()
-    if not os.path.exists(target) and offline():
+    there = os.path.exists(target)
+    if not there and offline():
         return None, f"{OFFLINE_ENV} is set and its AlexNet weights are not in place; to enable it, place {url} at {target}"
-    if not os.path.exists(target):
+    why = None if there else recent_failure(url)
+    if why:  # no new attempt within a day of a failed one
+        return None, f"its ImageNet AlexNet weights are not in place: {why}; to enable it, place {url} at {target}"
+    if not there:
         log.info(f"downloading LPIPS's AlexNet weights to {target} (once)")
     # torch.hub writes "Downloading: ..." to STDOUT (it would corrupt --json) and torchvision
     # warns about deprecated arguments; the outcome is logged instead
@@ -135,8 +141,11 @@ def _load_lpips():
         detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         if os.path.exists(target):
             return None, f"cannot load {target} ({detail}); replace it with a good copy"
-        return None, (f"its ImageNet AlexNet weights cannot be downloaded ({detail}); "
-                      f"to enable it, place {url} at {target}")
+        record_failure(url, type(e).__name__)
+        return None, (f"its ImageNet AlexNet weights cannot be downloaded ({type(e).__name__}); "
+                      f"to enable it, place {url} at {target} ({detail})")
+    if not there:
+        forget_failure(url)
     return model.eval().requires_grad_(False), None
 
 
@@ -146,7 +155,11 @@ def get_lpips(device="cpu"):
         _LPIPS["tried"] = True
         _LPIPS["model"], _LPIPS["reason"] = _load_lpips()
         if _LPIPS["model"] is None:
-            log.warning(f"LPIPS unavailable, reported as null: {_LPIPS['reason']}")
+            from ..downloads import fallback_notice
+
+            reason = _LPIPS["reason"]
+            fallback_notice(f"LPIPS unavailable, reported as null: {reason.split(';')[0]}",
+                            f"LPIPS unavailable, reported as null: {reason}")
     model = _LPIPS["model"]
     return None if model is None else model.to(device)
 

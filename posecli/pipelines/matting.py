@@ -283,12 +283,23 @@ def rembg_session():
         raise MissingWeightsError(f"--matte rembg: rembg cannot be imported ({type(e).__name__}: {e}); "
                                   f"or use --matte auto, grabcut or model") from None
 
+    from ..downloads import forget_failure, recent_failure, record_failure
+
+    key = f"rembg:{REMBG_FILE}"  # rembg (pooch) chooses the address; the file names the download
+    why = None if found is not None else recent_failure(key)
+    if why:  # no new attempt (and no wait for a timeout) within a day of a failed one
+        raise MissingWeightsError(f"--matte rembg: {REMBG_FILE} is not on disk: {why}; {_place_hint(target)}")
     try:
-        return rembg.new_session(REMBG_MODEL)
+        session = rembg.new_session(REMBG_MODEL)
     except Exception as e:  # requests' ConnectionError, pooch's checksum ValueError, onnxruntime's load errors
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        if found is None:
+            record_failure(key, type(e).__name__)
         raise MissingWeightsError(f"--matte rembg: rembg could not load or download {REMBG_FILE} ({first}); "
                                   f"{_place_hint(target)}") from None
+    if found is None:
+        forget_failure(key)
+    return session
 
 
 # ---------------------------------------------------------------- the matter
@@ -303,6 +314,7 @@ class Matter:
         self.session = None
         self.last = ""
         self.notice = ""  # said once, on first use (errors found before any work stay one line)
+        self.notice_full = ""  # the notice with where to put the file (-v)
         if kind == "auto":
             found, target, why = rembg_paths()
             reason = why or f"{REMBG_FILE} not found; to use rembg, {_place_hint(target)}"
@@ -311,8 +323,11 @@ class Matter:
                     self.session = rembg_session()
                 except MissingWeightsError as e:  # a broken or foreign file: say so, carry on without it
                     reason = str(e).replace("--matte rembg: ", "")
-            if self.session is None:
-                self.notice = f"--matte auto: using the model matte (plain background) refined by GrabCut; {reason}"
+            if self.session is None:  # a short line; where to put the file with -v
+                self.notice = f"--matte auto: using the model matte (plain background) refined by GrabCut; " \
+                              f"{reason.split(';')[0]}"
+                self.notice_full = f"--matte auto: using the model matte (plain background) refined by GrabCut; " \
+                                   f"{reason}"
             kind = "rembg" if self.session is not None else "model+grabcut"
         elif kind == "rembg":
             self.session = rembg_session()
@@ -330,7 +345,9 @@ class Matter:
         generator's own alpha channel, used by the model and auto mattes.
         """
         if self.notice:
-            log.warning(self.notice)
+            from ..downloads import fallback_notice
+
+            fallback_notice(self.notice, self.notice_full)
             self.notice = ""
         rgb = np.ascontiguousarray(rgb[:, :, :3])
         self.last = self.used

@@ -191,7 +191,10 @@ def feature_network(choice: str, data=None, seed: int = 0, epochs: int = 10, cac
         except MissingWeightsError as e:
             if choice == "resnet18":
                 raise
-            log.warning(f"{e}. Using a network pre-trained on the training images instead (--opt id_features=npid)")
+            from ..downloads import fallback_notice
+
+            fallback_notice(f"{e.short}: pre-training a network on the training images instead "
+                            "(--opt id_features=npid)", str(e))
     from .npid import cached
 
     return (cached(data.images, data.key, epochs, seed, cache_dir, quiet),

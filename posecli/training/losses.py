@@ -10,16 +10,17 @@ auto: vgg when its weights can be had, else lap with a one-line notice.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import os
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..downloads import fallback_notice
 from ..errors import MissingWeightsError, UsageError
 
 log = logging.getLogger("posecli")
@@ -42,20 +43,37 @@ def pretrained(build, weights, name: str) -> nn.Module:
     """``build(weights=weights)`` the normal way (torchvision downloads into the hub folder),
     or MissingWeightsError naming the file and where to place it. POSECLI_OFFLINE forbids
     the download; ``weights=None`` builds random weights (speed benchmarks only)."""
+    from ..downloads import forget_failure, recent_failure, record_failure
     from ..runtime import OFFLINE_ENV, offline
 
     if weights is None:
         return build(weights=None)
     target = hub_file(weights)
-    if offline() and not target.is_file():
+    there = target.is_file()
+    if offline() and not there:
         raise MissingWeightsError(f"{name} ImageNet weights are not in place and {OFFLINE_ENV} forbids "
-                                  f"downloading them; place {weights.url} at {target}")
+                                  f"downloading them; place {weights.url} at {target}",
+                                  short=f"{name} ImageNet weights not on disk ({OFFLINE_ENV} is set)")
+    why = None if there else recent_failure(weights.url)
+    if why:  # no new attempt (and no wait for a timeout) within a day of a failed one
+        raise MissingWeightsError(f"{name} ImageNet weights are not in place: {why}; download {weights.url} and "
+                                  f"place it at {target}", short=f"{name} ImageNet weights unavailable ({why.split(';')[0]})")
+    said = io.StringIO()
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # torch.hub announces downloads on stdout
-            return build(weights=weights)
+        with contextlib.redirect_stdout(said):  # torch.hub announces downloads on stdout: -v shows it
+            net = build(weights=weights)
     except Exception as e:  # URLError, hash mismatch, SSL...: any failure to obtain the file
+        if not there:
+            record_failure(weights.url, type(e).__name__)
         raise MissingWeightsError(f"{name} ImageNet weights are unavailable ({type(e).__name__}); download "
-                                  f"{weights.url} and place it at {target}") from None
+                                  f"{weights.url} and place it at {target}",
+                                  short=f"{name} ImageNet weights could not be downloaded ({type(e).__name__})") from None
+    finally:
+        if said.getvalue().strip():
+            log.info(said.getvalue().strip())
+    if not there:
+        forget_failure(weights.url)
+    return net
 
 
 class ImageNetInput(nn.Module):
@@ -159,7 +177,8 @@ class ReconstructionLoss(nn.Module):
             except MissingWeightsError as e:
                 if kind == "vgg":
                     raise
-                log.warning(f"{e}. Using the offline loss 'lap' (pixel L1 + Laplacian-pyramid L1) instead")
+                fallback_notice(f"{e.short}: using the offline loss 'lap'", f"{e}; the offline loss 'lap' "
+                                "(pixel L1 + Laplacian-pyramid L1) is used instead")
                 kind = "lap"
         self.kind = kind
 
