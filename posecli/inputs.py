@@ -38,6 +38,9 @@ def expand_inputs(specs: list[str] | str, exts: tuple[str, ...] = IMAGE_EXTS, re
                   allow_stdin: bool = True) -> list[str]:
     """Each spec is a file, a folder (its files with ``exts``, sorted) or a glob.
 
+    A folder with no such file at its top but some in its subfolders (a dataset root,
+    DATA/<identity>/<image>, as ``train`` reads it) gives those, hidden folders left out.
+
     Returns paths as strings in the order given ('-' kept as is). Raises InputError
     for a missing path, a folder with no matching file, or a glob that matches nothing.
     """
@@ -55,6 +58,10 @@ def expand_inputs(specs: list[str] | str, exts: tuple[str, ...] = IMAGE_EXTS, re
             pattern = "**/*" if recursive else "*"
             files = sorted(f for f in p.glob(pattern) if f.is_file())
             found = [str(f) for f in files if f.suffix.lower() in exts]
+            if not found and not recursive:  # a dataset root, DATA/<identity>/<image>: read as train reads it
+                files = sorted(f for f in p.glob("*/**/*") if f.is_file()
+                               and not any(part.startswith(".") for part in f.relative_to(p).parts))
+                found = [str(f) for f in files if f.suffix.lower() in exts]
             if not found:
                 raise InputError(f"folder has no files of type {', '.join(exts)}", p)
             _note_skipped(p, [f for f in files if f.suffix.lower() not in exts and not f.name.startswith(".")], exts)

@@ -483,3 +483,39 @@ def test_train_says_one_short_line_about_missing_weights(no_network, runner, tin
     assert len(no_network) == 1  # the second run did not try
     r = invoke(runner, [*args, "-o", tmp_path / "m2.safetensors", "-v"])
     assert r.exit_code == 0 and "vgg16-397923af.pth" in r.stderr  # the full text with -v
+
+
+# -- dataset roots, standalone docs -------------------------------------------
+
+
+def test_encode_reads_a_dataset_root_as_train_does(runner, tiny_model_path, tiny_cars, tmp_path):
+    """`posecli encode data/` on DATA/<identity>/<image> encodes every identity's images
+    (its labels.csv and synth.json are not images; no notice about them)."""
+    out = tmp_path / "codes.npz"
+    r = invoke(runner, ["encode", tiny_cars, "-m", tiny_model_path, "-o", out])
+    assert r.exit_code == 0, r.output
+    codes = np.load(out)
+    assert len(codes["paths"]) == 64 == len(list(Path(tiny_cars).glob("*/*.png")))
+    assert {Path(p).parent.name for p in codes["paths"]} == {d.name for d in Path(tiny_cars).iterdir() if d.is_dir()}
+    assert r.stderr.splitlines() == [f"posecli: wrote the codes of 64 image(s) to {out}"]
+
+
+def test_project_docs_stand_alone():
+    """Users have the project, not the workspace's shared notes."""
+    for name in ["README.md", "CHANGELOG.md", "pyproject.toml", "Makefile"]:
+        path = ROOT / name
+        if path.exists():
+            text = path.read_text(encoding="utf-8")
+            assert "../shared" not in text and "METHODS.md" not in text and "PITFALLS.md" not in text, name
+
+
+def test_ffmpeg_command_lines_come_from_ffmpeg_python():
+    """ffmpeg-python (declared) builds the command lines; posecli's global options come
+    first, -nostdin always."""
+    import ffmpeg
+
+    from posecli.media.ffmpeg_bin import ffmpeg_cmd, ffmpeg_exe
+
+    cmd = ffmpeg_cmd(ffmpeg.input("in.mp4").output("pipe:1", f="rawvideo", pix_fmt="rgb24"), overwrite=True)
+    assert cmd[:6] == [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    assert cmd[6:] == ["-i", "in.mp4", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
