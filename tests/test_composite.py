@@ -203,7 +203,7 @@ def test_remove_original_inpaints_the_old_object():
     scene = np.full((120, 160, 3), 128, np.uint8)
     scene[50:90, 30:90] = (20, 20, 20)  # a big dark car; the new one (an ellipse) leaves its corners bare
     box = Box(30, 50, 60, 40)
-    kept = composite(BlobModel(), scene, BLUE_ID, [box], matte="model")
+    kept = composite(BlobModel(), scene, BLUE_ID, [box], matte="model", remove_original=False)
     res = composite(BlobModel(), scene, BLUE_ID, [box], matte="model", remove_original=True)
     r = res.report[0]
     assert r["removed_original"] and r["inpainted"] is not None

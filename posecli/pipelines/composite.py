@@ -12,9 +12,10 @@ back into the box (Xiao et al. 2019, Fig. 12: alpha-blend the generations):
 - fit "box": a box drawn tightly around an object: the object's extent is
   scaled uniformly to fit it, centred and standing on its bottom edge.
 
-Either way nothing outside the boxes changes, except where ``remove_original``
-inpaints (each replaced object's matte, dilated, before anything is pasted,
-so no remnant shows around a smaller new object).
+Either way nothing outside the boxes changes. With ``remove_original`` (the
+default) each replaced object is first found in its crop and inpainted from
+the scene's own rows, so no remnant shows around a smaller new object
+(measured: benchmarks/composite_fidelity.py, benchmarks/RESULTS.md).
 
 Only crops go through the model and every image operation works on a window
 around its box, so the scene's size barely matters (4K included).
@@ -22,8 +23,6 @@ around its box, so the scene's size barely matters (4K included).
 Paint order is back to front: by the box's bottom edge y + h ascending (in a
 ground-plane scene the lower an object stands in the picture, the nearer it
 is), ties in the order given; nearer objects are painted over farther ones.
-With ``remove_original`` every replaced object's own matte (dilated) is
-inpainted first, so no remnant shows where the new object is smaller.
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ log = logging.getLogger("posecli")
 FITS = ("frame", "box")
 UPSCALES = ("linear", "cubic", "lanczos", "sharp")  # how a generated square is scaled up to its box
 INPAINTS = ("rows", "telea")  # how --remove-original fills the old object's pixels
+HOLE_GROW = 0.02  # the old object's matte is dilated by this fraction of the box (its anti-aliased edge)
 
 
 @dataclass(frozen=True)
@@ -216,13 +216,13 @@ def reconstruct(model, squares: list[np.ndarray], batch_size: int = 64) -> np.nd
     return np.ascontiguousarray(np.concatenate(outs)[..., :3])
 
 
-def row_difference(original: np.ndarray, box: Box, window, avoid: np.ndarray | None = None) -> np.ndarray | None:
-    """How far each pixel of ``window`` (x0, y0, x1, y1) is from its row's background, or None when unknown.
+def row_background(original: np.ndarray, box: Box, window, avoid: np.ndarray | None = None) -> np.ndarray | None:
+    """Each row's background colour beside the box, for the rows of ``window`` (x0, y0, x1, y1): (rows, 3) or None.
 
     The row background is the per-row median of the scene beside the box (up
     to two box widths left and right, outside ``avoid``, the other boxes):
     on a street the ground runs across the picture, so an object is what
-    differs from its row. Largest channel difference, float32.
+    differs from its row (``row_difference``).
     """
     x0, y0, x1, y1 = window
     W = original.shape[1]
@@ -233,8 +233,19 @@ def row_difference(original: np.ndarray, box: Box, window, avoid: np.ndarray | N
         cols = free if len(free) >= 8 else cols
     if len(cols) < 8:
         return None
-    bg = np.median(original[y0:y1][:, cols].astype(np.float32), axis=1)  # (rows, 3)
+    return np.median(original[y0:y1][:, cols].astype(np.float32), axis=1)
+
+
+def row_difference(original: np.ndarray, window, bg: np.ndarray) -> np.ndarray:
+    """The largest channel difference of each pixel of ``window`` from its row's background ``bg``, float32."""
+    x0, y0, x1, y1 = window
     return np.abs(original[y0:y1, x0:x1].astype(np.float32) - bg[:, None]).max(2)
+
+
+def shadow_like(pixels: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """Pixels that look like their row's background in shade: every channel 55-97 % of it, in one proportion."""
+    ratio = (pixels.astype(np.float32) + 1) / (bg[:, None] + 1)
+    return (ratio.max(2) < 0.97) & (ratio.min(2) > 0.55) & (ratio.max(2) - ratio.min(2) < 0.08)
 
 
 def original_region(original: np.ndarray, box: Box, matter: Matter, prior: np.ndarray | None = None,
@@ -248,8 +259,9 @@ def original_region(original: np.ndarray, box: Box, matter: Matter, prior: np.nd
     everything outside the box as background. With rembg, its matte of the
     crop (kept near the seeds). ``prior``, the new object's box-sized alpha,
     seeds it only when neither cue exists. The hole is the object dilated
-    by 2 % of the box (its anti-aliased edge); the shadow is kept (it falls
-    where the new object stands, in the same pose).
+    by 2 % of the box (its anti-aliased edge), within the box; the ground's
+    shade around it (its shadow: darker in every channel by one proportion)
+    is kept, as the new object stands there in the same pose.
     """
     import cv2
 
@@ -263,9 +275,10 @@ def original_region(original: np.ndarray, box: Box, matter: Matter, prior: np.nd
     inside = np.zeros(ctx.shape[:2], bool)
     inside[max(rect[1], 0) : rect[1] + box.h, max(rect[0], 0) : rect[0] + box.w] = True
     seeds = []
-    diff = row_difference(original, box, (x0, y0, x1, y1), avoid)
-    cue = None
-    if diff is not None:
+    bg = row_background(original, box, (x0, y0, x1, y1), avoid)
+    cue = diff = None
+    if bg is not None:
+        diff = row_difference(original, (x0, y0, x1, y1), bg)
         cue = drop_specks(fill_holes(diff > 30)) & inside
         cue = cue if cue.mean() > 0.002 else None
     if recon is not None:  # the window the pose square came from, placed in the context crop
@@ -297,13 +310,19 @@ def original_region(original: np.ndarray, box: Box, matter: Matter, prior: np.nd
         m = matter(ctx, rect=rect, prior=probable.astype(np.float32))
     else:
         m = grabcut_seeded(ctx, sure, probable, ~inside)
+        # GrabCut may take in whole bands of ground that look like the object: keep it near its seeds
+        r = max(2, round(0.03 * max(box.w, box.h)))
+        m = m * (cv2.dilate(probable.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0)
         matter.last = "grabcut (seeded by the crop's row difference and the model's reconstruction)"
     used = matter.last
     core = (m > 0.3) & inside
     if not core.any():
         return None, m, used
-    d = max(2, round(0.02 * max(box.w, box.h)))
-    hole = cv2.dilate(core.astype(np.uint8), np.ones((2 * d + 1, 2 * d + 1), np.uint8)) > 0
+    d = max(2, round(HOLE_GROW * max(box.w, box.h)))
+    hole = (cv2.dilate(core.astype(np.uint8), np.ones((2 * d + 1, 2 * d + 1), np.uint8)) > 0) & inside
+    if bg is not None:  # the ground's own shade (the object's shadow) stays: the new one stands there
+        shade = shadow_like(ctx, bg)
+        hole &= ~(shade & ~cue) if cue is not None else ~shade
     return (x0, y0, hole), m, used
 
 
@@ -335,8 +354,8 @@ def as_targets(boxes, width: int, height: int) -> list[Target]:
 
 def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: str | Matter = "auto",
               blend: str = "alpha", fit: str = "frame", margin: float = 0.0, harmonize_strength: float = 0.0,
-              remove_original: bool = False, feather: float | None = None, shadow: float = 0.0,
-              upscale: str = "cubic", inpaint_with: str = "rows", choke: bool = False,
+              remove_original: bool = True, feather: float | None = None, shadow: float = 0.0,
+              upscale: str = "cubic", inpaint_with: str = "rows", choke: bool = True,
               debug: bool = False) -> CompositeResult:
     """The scene with each box's object replaced by the identity of ``id_pixels`` in that object's pose.
 

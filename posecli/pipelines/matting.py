@@ -193,6 +193,7 @@ def grabcut_matte(rgb: np.ndarray, rect: tuple[int, int, int, int] | None = None
         seed = np.zeros((sh, sw), bool)
         seed[y : y + rh, x : x + rw] = True
         mode, r = cv2.GC_INIT_WITH_RECT, (x, y, rw, rh)
+    cv2.setRNGSeed(0)  # GrabCut's GMMs start from k-means on OpenCV's global RNG: same input, same matte
     try:
         cv2.grabCut(small, mask, r, np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64), iters, mode)
         fg = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
@@ -224,6 +225,7 @@ def grabcut_seeded(rgb: np.ndarray, sure_fg: np.ndarray, probable_fg: np.ndarray
     mask[down(sure_bg)] = cv2.GC_BGD
     mask[down(sure_fg) & ~down(sure_bg)] = cv2.GC_FGD
     fg = probable_fg
+    cv2.setRNGSeed(0)  # GrabCut's GMMs start from k-means on OpenCV's global RNG: same input, same matte
     try:
         cv2.grabCut(small, mask, None, np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64), iters,
                     cv2.GC_INIT_WITH_MASK)
