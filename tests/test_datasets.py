@@ -191,6 +191,28 @@ def test_skip_existing_resumes_an_interrupted_run(tmp_path, monkeypatch):
         convert("cars3d", src, src / "out", size=8, test_count=1)
 
 
+def test_progress_bar_counts_every_image(tmp_path):
+    src = tmp_path / "cars"
+    write_cars_mat(src, cars=2)
+    seen = {}
+
+    class Bar:
+        def __init__(self, total, desc, unit):
+            seen.update(total=total, desc=desc, unit=unit, done=0)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            seen["done"] += n
+
+    convert("cars3d", src, tmp_path / "out", size=8, test_count=1, progress=Bar)
+    assert seen == {"total": 192, "desc": "data cars3d", "unit": "img", "done": 192}
+
+
 def test_cli_data_one_line_errors_and_json(runner, tmp_path):
     src = tmp_path / "cars"
     write_cars_mat(src, cars=2)
@@ -316,6 +338,13 @@ def test_smallnorb_names_missing_truncated_and_mislabelled_files(tmp_path):
     with pytest.raises(InputError, match="-testing-info.mat: 5 records but .*-testing-dat.mat has 16"):
         convert("smallnorb", src, tmp_path / "o", size=12)
     assert not (tmp_path / "o").exists()
+    # two records with the same labels: one line naming them, not a half-written output question
+    recs = np.array([[1, 2, 4, 0], [1, 2, 4, 0]], np.int32)
+    info.write_bytes(norb_bytes(np.concatenate([recs, np.tile(np.array([[3, 0, 0, 0]], np.int32), (14, 1))])))
+    (src / f"{PARTS['testing']}-cat.mat").write_bytes(norb_bytes(np.zeros(16, np.int32)))
+    with pytest.raises(InputError, match="two images of the source have the identity 'animal1' and the pose "
+                                         "'el2_az02_l0'"):
+        convert("smallnorb", src, tmp_path / "o", size=12, variant="plain")
 
 
 # --- 3D Shapes --------------------------------------------------------------------
@@ -509,7 +538,7 @@ def test_kth_zips_not_unpacked(tmp_path):
 
 # --- end to end: the output trains and evaluates directly --------------------------------
 
-TRAIN = ["--size", "32", "--epochs", "1", "--batch-size", "16", "--opt", "width=0.125", "--opt", "identity_dim=16",
+TRAIN = ["--size", "32", "--epochs", "1", "--batch-size", "64", "--opt", "width=0.125", "--opt", "identity_dim=16",
          "--opt", "pose_dim=8", "--loss", "lap", "--device", "cpu", "-q"]
 
 

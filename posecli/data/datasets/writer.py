@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ...errors import OutputExistsError, PoseCliError, UsageError
+from ...errors import InputError, OutputExistsError, PoseCliError, UsageError
 from ...fileio import write_bytes_atomic
 
 log = logging.getLogger("posecli")
@@ -111,6 +111,7 @@ class DatasetWriter:
         if not skip_existing and (self.out / JOURNAL).exists():
             (self.out / JOURNAL).unlink()  # our own bookkeeping from a run being replaced
         self.rows: list[dict] = []
+        self._seen: set[str] = set()
         self.written = self.kept = self.units_skipped = 0
         self._write_marker("incomplete")
 
@@ -144,6 +145,10 @@ class DatasetWriter:
         from ...media.images import write_image
 
         rel = item.relpath()
+        if rel in self._seen:  # a source that labels two images alike (a mislabelled or merged download)
+            raise InputError(f"two images of the source have the identity {item.identity!r} and the pose "
+                             f"{item.pose!r} (both would be {rel}); its labels repeat", self.meta.get("source"))
+        self._seen.add(rel)
         path = self.out / rel
         if path.exists():
             if self.skip_existing:
@@ -177,6 +182,7 @@ class DatasetWriter:
         for unit in units:
             rows = self._finished(unit) if self.skip_existing else None
             if rows is not None:
+                self._seen.update(r["path"] for r in rows)
                 self.units_skipped += 1
                 self.kept += len(rows)
             else:
