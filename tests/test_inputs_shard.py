@@ -354,3 +354,16 @@ def test_composite_shards_cover_every_scene_once(runner, shard_inputs, tiny_mode
                             f"{i}/2", "--skip-existing"])
         assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == [f"id{i}.png" for i in range(5)]
+
+
+# ------------------------------------------------------------------ train --size from the data
+
+@pytest.mark.parametrize("side, size", [(20, 32), (32, 32), (48, 32), (64, 64), (100, 64), (256, 64)])
+def test_train_size_comes_from_the_data(tmp_path, side, size):
+    from posecli.data.dataset import infer_size
+
+    for ident in ("a", "b"):
+        for k in range(3):
+            _png(tmp_path / "data" / ident / f"{k}.png", size=(side + 10 * k, side))  # the smallest side counts
+    got, why = infer_size([str(tmp_path / "data")])
+    assert got == size and f"{side} px" in why

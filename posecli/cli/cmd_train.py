@@ -32,7 +32,7 @@ def train(
     method: Annotated[str, typer.Option("--method", help=f"Training method: {', '.join(METHODS)}.")] = "lord",
     opt: Annotated[Optional[list[str]], typer.Option("--opt", metavar="NAME=VALUE", help="A method option (repeatable); --list-opts shows them with their defaults.", show_default=False)] = None,
     list_opts: Annotated[bool, typer.Option("--list-opts", help="Print the options of --method with their defaults and exit.")] = False,
-    size: Annotated[int, typer.Option("--size", help="Image size: 32, 64 or 128.")] = 64,
+    size: Annotated[Optional[int], typer.Option("--size", help="Image size: 32, 64 or 128 [default: 64, or 32 when the data's images are smaller than 64 px].", show_default=False)] = None,
     crop: Crop = "center",
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs of each stage.")] = 200,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per step (over all processes under torchrun).")] = 128,
@@ -92,6 +92,15 @@ def train(
         given = dict(zip(ALIASES, (stage2_epochs, lr_generator, lr_latent, lr_encoder, noise_std, pose_decay,
                                    stage2_generator, width, identity_dim, pose_dim)))
         method_options = parse_opts(method, opt or [], {f: (ALIASES[f], v) for f, v in given.items()})
+        if size is None:  # from the data: never upscale small images (read from a few file headers)
+            import logging
+
+            from posecli.data.dataset import infer_size
+
+            size, why = infer_size(data)
+            if os.environ.get("RANK", "0") == "0":  # a notice when it is not the usual 64
+                logging.getLogger("posecli").log(logging.INFO if size == 64 else logging.WARNING,
+                                                 f"--size {size} ({why}; give --size to choose)")
         opts = TrainOptions(method=method, image_size=size, epochs=epochs, batch_size=batch_size, loss=loss,
                             seed=seed, precision=precision, compile=compile_, checkpoint_minutes=checkpoint_minutes,
                             method_options=method_options)

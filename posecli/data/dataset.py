@@ -129,6 +129,43 @@ def collect_sources(specs: list[str]) -> list[Source]:
     return out
 
 
+SIZES = (32, 64, 128)  # the image sizes the models are built for
+DEFAULT_SIZE = 64
+
+
+def infer_size(specs: list[str], sample: int = 16) -> tuple[int, str]:
+    """``train``'s --size when not given: 64, or the largest model size that does not upscale
+    the data when its images are smaller (32-px data train at 32, not upscaled to 64).
+
+    Reads only the headers of up to ``sample`` images (or videos) spread over the data.
+    Returns (size, reason for the notice). Unreadable files are left to the loader.
+    """
+    sources = collect_sources(specs)
+    step = max(1, len(sources) // sample)
+    sides = []
+    for src in sources[::step][:sample]:
+        try:
+            if src.kind == "image":
+                from PIL import Image
+
+                with Image.open(src.path) as im:
+                    sides.append(min(im.size))
+            else:
+                from ..media.ffmpeg_bin import inspect_media
+
+                v = inspect_media(src.path).video
+                if v and v[0].width and v[0].height:
+                    sides.append(min(v[0].width, v[0].height))
+        except Exception:  # the loader reports (or skips) what it cannot read
+            continue
+    if not sides:
+        return DEFAULT_SIZE, "the default"
+    side = min(sides)
+    fitting = [s for s in SIZES if s <= min(side, DEFAULT_SIZE)]
+    size = max(fitting) if fitting else SIZES[0]
+    return size, f"from the data: its smallest side is {side} px"
+
+
 def _cache_key(sources: list[Source], size: int, crop: str, fps: float, clip_seconds: float) -> str:
     h = hashlib.sha1()
     h.update(json.dumps([CACHE_VERSION, size, crop, fps, clip_seconds]).encode())
