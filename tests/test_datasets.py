@@ -522,6 +522,15 @@ def test_kth_frames_and_clips(tmp_path):
     from posecli.media.video import probe_video
 
     assert probe_video(tmp_path / "clips" / "train" / "person11_handwaving_d4_s2.mp4").frame_count == 6
+    # posecli train OUT/train: each clip is an identity (as Xiao's method wants); the manifest groups them by person
+    from posecli.data.dataset import collect_sources
+
+    clips = collect_sources([str(tmp_path / "clips" / "train")])
+    assert sorted(c.identity for c in clips) == ["person01_handwaving_d4_s1", "person01_handwaving_d4_s2",
+                                                 "person11_handwaving_d4_s1", "person11_handwaving_d4_s2"]
+    assert {c.kind for c in clips} == {"video"}
+    by_csv = collect_sources([str(tmp_path / "clips" / "train" / "labels.csv")])
+    assert sorted({c.identity for c in by_csv}) == ["person01", "person11"]
     with pytest.raises(UsageError, match="--actions waving: expected some of"):
         convert("kth", tmp_path / "kth", tmp_path / "o", size=16, actions="waving")
     (tmp_path / "kth" / "handwaving" / "person3_wave.avi").write_bytes(b"")
