@@ -9,6 +9,7 @@ benchmarks/RESULTS.md; the bounds here are loose and fail on regressions.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -127,3 +128,36 @@ def test_matte_of_a_rendered_car_has_no_halo(kind):
     assert iou > 0.9, iou
     near = cv2.dilate(true.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     assert m[~near].max() < 0.2  # nothing but the car's own edge: no fringe of the background
+
+
+def test_cli_look_options(runner, tiny_model_path, tmp_path, street):
+    """--keep-original leaves the old object, --shadow darkens under the new one, bad kinds are one-line errors."""
+    from posecli.media.images import write_image
+    from tests.conftest import invoke
+
+    s = street
+    scene, ident = tmp_path / "scene.png", tmp_path / "id.png"
+    write_image(scene, s["scene"])
+    write_image(ident, s["id"])
+    b = s["boxes"][-1]
+    box = f"{b.x},{b.y},{b.w},{b.h}"
+    outs = {}
+    for name, extra in (("default", []), ("keep", ["--keep-original", "--no-choke", "--upscale", "sharp"]),
+                        ("shadow", ["--shadow", "0.8"]), ("telea", ["--inpaint", "telea", "--upscale", "linear"])):
+        out = tmp_path / f"{name}.png"
+        r = invoke(runner, ["composite", "--scene", scene, "--id", ident, "--box", box, "-m", tiny_model_path,
+                            "--json", "-q", "-o", out, *extra])
+        assert r.exit_code == 0, r.output
+        info = json.loads(r.stdout)["boxes"][0]
+        assert info["removed_original"] == (name != "keep")
+        outs[name] = read_image(out)
+        outside = np.ones(s["scene"].shape[:2], bool)
+        outside[b.y : b.y + b.h, b.x : b.x + b.w] = False
+        np.testing.assert_array_equal(outs[name][outside], s["scene"][outside])  # nothing outside the box
+    win = (slice(b.y, b.y + b.h), slice(b.x, b.x + b.w))
+    assert not np.array_equal(outs["default"][win], outs["keep"][win])
+    assert outs["shadow"][win].mean() < outs["default"][win].mean()  # the contact shadow darkens the box
+    for opt, bad in (("--upscale", "bilinear"), ("--inpaint", "patch")):
+        r = invoke(runner, ["composite", "--scene", scene, "--id", ident, "--box", box, "-m", tiny_model_path,
+                            opt, bad, "-o", tmp_path / "bad.png"])
+        assert r.exit_code != 0 and f"{opt} {bad}" in r.stderr and not (tmp_path / "bad.png").exists()

@@ -38,8 +38,21 @@ Harmonize = Annotated[bool, _opt("--harmonize", help="Move each object's colour 
                                  "a ring around its box.")]
 Strength = Annotated[float, _opt("--harmonize-strength", metavar="S", min=0.0, max=1.0, show_default=True,
                                  help="How far --harmonize goes: 1 matches the surroundings fully.")]
-Remove = Annotated[bool, _opt("--remove-original", help="Inpaint each replaced object (its matte, dilated) before "
-                              "pasting, so nothing of it shows around a smaller new one.")]
+Remove = Annotated[bool, _opt("--remove-original/--keep-original", show_default=True, help="Find each replaced "
+                              "object in its crop and inpaint it from the scene's own rows before pasting, so "
+                              "nothing of it shows around a smaller new one (measured: REMOVE_FIGURES).")]
+Shadow = Annotated[float, _opt("--shadow", metavar="S", min=0.0, max=1.0, show_default=True,
+                               help="Darkness of a soft contact shadow under each placed object (0: none; "
+                               "measured: SHADOW_FIGURES).")]
+Upscale = Annotated[str, _opt("--upscale", metavar="HOW", show_default=True, help="How generated squares are "
+                              "enlarged to their box: linear | cubic | lanczos | sharp (lanczos + unsharp mask); "
+                              "measured: UPSCALE_FIGURES.")]
+Inpaint = Annotated[str, _opt("--inpaint", metavar="HOW", show_default=True, help="How --remove-original fills: "
+                              "rows (copied from the same rows beside the object, lane markings continue) | telea "
+                              "(OpenCV's diffusion fill); measured: INPAINT_FIGURES.")]
+Choke = Annotated[bool, _opt("--choke/--no-choke", show_default=True, help="Pull each object's matte in by about "
+                             "a pixel before softening it (hides the render's background fringe; measured: "
+                             "CHOKE_FIGURES).")]
 Fit = Annotated[str, _opt("--fit", metavar="HOW", show_default=True, help="frame: a box is the model's framing "
                           "window (as `posecli synth scene` writes them), the object is drawn as the model frames it; "
                           "box: a box drawn tightly around an object, the object is scaled to fill it.")]
@@ -66,7 +79,11 @@ def composite(
     blend: BlendOpt = "alpha",
     harmonize: Harmonize = False,
     harmonize_strength: Strength = 0.5,
-    remove_original: Remove = False,
+    remove_original: Remove = True,
+    shadow: Shadow = 0.0,
+    upscale: Upscale = "linear",
+    inpaint: Inpaint = "rows",
+    choke: Choke = True,
     fit: Fit = "frame",
     margin: Margin = 0.0,
     debug_masks: DebugMasks = None,
@@ -87,8 +104,7 @@ def composite(
     identity in that pose, a matte cuts it out, and it is put back into the box
     (--fit frame: as the model frames it in the window; --fit box: scaled to
     fill a tight box, standing on its bottom edge) and blended in. Nothing
-    outside the boxes changes (but --remove-original's inpainting, which may
-    reach a few pixels past a box). Boxes are painted back to front: by their
+    outside the boxes changes. Boxes are painted back to front: by their
     bottom edge (y + h) ascending, so lower (nearer) objects cover higher ones.
     Only the crops go through the model: scenes of any size work. The output
     has the scene's size and mode (grey, RGB or RGBA). --json prints, per scene,
@@ -103,7 +119,8 @@ def composite(
     with cli_errors(debug, quiet, verbose):
         _run(scene, identity, output, box, boxes, pose, at, model, matte, blend, fit, margin,
              harmonize_strength if harmonize else 0.0, remove_original, debug_masks, device, overwrite,
-             skip_existing, keep_going, json_out, quiet, allow_empty=allow_empty, shard_spec=shard)
+             skip_existing, keep_going, json_out, quiet, allow_empty=allow_empty, shard_spec=shard,
+             look=dict(shadow=shadow, upscale=upscale, inpaint_with=inpaint, choke=choke))
 
 
 
@@ -120,7 +137,7 @@ def _scenes(scene: str) -> tuple[list[str], bool]:
 
 def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, model_name, matte, blend, fit, margin,
          strength, remove_original, debug_masks, device, overwrite, skip_existing, keep_going, json_out, quiet,
-         allow_empty=False, shard_spec=None):
+         allow_empty=False, shard_spec=None, look=None):
     import logging
     from pathlib import Path
 
@@ -137,6 +154,13 @@ def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, m
         raise UsageError(f"--blend {blend}: expected one of {', '.join(BLENDS)}")
     if fit not in FITS:
         raise UsageError(f"--fit {fit}: expected one of {', '.join(FITS)}")
+    from posecli.pipelines.composite import INPAINTS, UPSCALES
+
+    look = look or {}
+    if look.get("upscale", "cubic") not in UPSCALES:
+        raise UsageError(f"--upscale {look['upscale']}: expected one of {', '.join(UPSCALES)}")
+    if look.get("inpaint_with", "rows") not in INPAINTS:
+        raise UsageError(f"--inpaint {look['inpaint_with']}: expected one of {', '.join(INPAINTS)}")
     if len(pose_specs) != len(at_specs):
         raise UsageError(f"--pose and --at come in pairs: got {len(pose_specs)} --pose and {len(at_specs)} --at")
     if json_out and output == "-":
@@ -216,7 +240,8 @@ def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, m
         except UsageError as e:
             raise UsageError(str(e), path) from None
         res = composite(net, pixels, id_pixels, targets, matte=matter, blend=blend, fit=fit, margin=margin,
-                        harmonize_strength=strength, remove_original=remove_original, debug=bool(debug_masks))
+                        harmonize_strength=strength, remove_original=remove_original, debug=bool(debug_masks),
+                        **(look or {}))
         if targets and all(r.get("placement") is None for r in res.report) and not allow_empty:
             raise InputError(f"placed nothing: every box's generated object was empty (see the notices above; "
                              f"--allow-empty writes the scene anyway)", path)

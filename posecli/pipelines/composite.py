@@ -147,7 +147,7 @@ def upscale_pixels(pixels: np.ndarray, size: tuple[int, int], how: str = "cubic"
 
 
 def place_object(rgb: np.ndarray, matte: np.ndarray, box: Box, fit: str = "frame", margin: float = 0.0,
-                 feather: float | None = None, upscale: str = "cubic", choke: bool = False):
+                 feather: float | None = None, upscale: str = "linear", choke: bool = True):
     """The matted object as box-sized (rgb, alpha), and where it landed ([x, y, w, h] in the scene).
 
     fit "frame": the generated square covers the window the pose came from
@@ -355,7 +355,7 @@ def as_targets(boxes, width: int, height: int) -> list[Target]:
 def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: str | Matter = "auto",
               blend: str = "alpha", fit: str = "frame", margin: float = 0.0, harmonize_strength: float = 0.0,
               remove_original: bool = True, feather: float | None = None, shadow: float = 0.0,
-              upscale: str = "cubic", inpaint_with: str = "rows", choke: bool = True,
+              upscale: str = "linear", inpaint_with: str = "rows", choke: bool = True,
               debug: bool = False) -> CompositeResult:
     """The scene with each box's object replaced by the identity of ``id_pixels`` in that object's pose.
 
