@@ -538,6 +538,15 @@ def test_kth_frames_and_clips(tmp_path):
         convert("kth", tmp_path / "kth", tmp_path / "o", size=16)
 
 
+def test_an_archive_is_refused_with_what_to_do(tmp_path):
+    (tmp_path / "rendered_chairs.tar").write_bytes(b"x" * 600)
+    with pytest.raises(InputError, match="rendered_chairs.tar: an archive: unpack it first"):
+        convert("chairs", tmp_path / "rendered_chairs.tar", tmp_path / "o", size=16)
+    (tmp_path / "nips2015-analogy-data.tar.gz").write_bytes(b"x")
+    with pytest.raises(InputError, match="analogy-data.tar.gz: an archive"):
+        convert("cars3d", tmp_path / "nips2015-analogy-data.tar.gz", tmp_path / "o", size=16)
+
+
 def test_kth_zips_not_unpacked(tmp_path):
     (tmp_path / "kth").mkdir()
     (tmp_path / "kth" / "walking.zip").write_bytes(b"PK")

@@ -29,6 +29,9 @@ DATASETS = {  # name -> module; the order of --help
 }
 
 
+ARCHIVES = {".tar", ".tar.gz", ".tgz", ".zip", ".7z", ".rar"}
+
+
 def convert(name: str, src: str | Path, out: str | Path, *, overwrite: bool = False, skip_existing: bool = False,
             progress=None, **options) -> dict:
     """Convert the dataset ``name`` found at ``src`` into ``out``; returns a summary dict.
@@ -47,6 +50,9 @@ def convert(name: str, src: str | Path, out: str | Path, *, overwrite: bool = Fa
     src, out = Path(src), Path(out)
     if not src.exists():
         raise InputError("no such file or folder", src)
+    if src.is_file() and (src.suffix.lower() in ARCHIVES or "".join(src.suffixes[-2:]).lower() in ARCHIVES):
+        raise InputError("an archive: unpack it first and give the folder (posecli data reads the unpacked "
+                         "files, as README 'Datasets of the papers' lists them)", src)
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise UsageError(f"OUT {out} is inside the source {src}; posecli data never writes into a source")
     given = {k for k, v in options.items() if v is not None}
