@@ -367,3 +367,26 @@ def test_train_size_comes_from_the_data(tmp_path, side, size):
             _png(tmp_path / "data" / ident / f"{k}.png", size=(side + 10 * k, side))  # the smallest side counts
     got, why = infer_size([str(tmp_path / "data")])
     assert got == size and f"{side} px" in why
+
+
+def test_animate_several_videos_split_by_shard(runner, tiny_model_path, tmp_path):
+    from posecli.media.video import write_video
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(4):
+        frames = [np.full((32, 32, 3), (40 * i + 20, 10 * k, 90), np.uint8) for k in range(4)]
+        write_video(clips / f"c{i}.mp4", frames, fps=8)
+    ident = _png(tmp_path / "id.png", size=(32, 32))
+    out = tmp_path / "out"
+    base = ["animate", "--id", ident, "-m", tiny_model_path, "--smooth", "0", "-o", out, "--skip-existing"]
+    r0 = invoke(runner, [*base, "--video", clips, "--shard", "0/2"])  # a folder of videos
+    r1 = invoke(runner, [*base, "--video", str(clips / "*.mp4"), "--shard", "1/2"])  # a quoted glob
+    assert r0.exit_code == 0 and r1.exit_code == 0, r0.output + r1.output
+    assert sorted(p.name for p in out.iterdir()) == [f"c{i}.mp4" for i in range(4)]
+    mine = sum(shard_index(f"c{i}.mp4", 2) == 0 for i in range(4))
+    assert (f"wrote {mine} video(s)" in r0.stderr) if mine else "nothing to do" in r0.stderr
+    r = invoke(runner, [*base, "--video", clips / "c0.mp4", "--video", clips / "c1.mp4"])  # repeated: both exist
+    assert r.exit_code == 0 and "skipped 2 existing" in r.stderr
+    r = invoke(runner, ["animate", "--id", ident, "-m", tiny_model_path, "--video", clips, "-o", tmp_path / "o.mp4"])
+    assert r.exit_code == 2 and "give a folder" in _err_lines(r)[0]
