@@ -519,3 +519,44 @@ def test_ffmpeg_command_lines_come_from_ffmpeg_python():
     cmd = ffmpeg_cmd(ffmpeg.input("in.mp4").output("pipe:1", f="rawvideo", pix_fmt="rgb24"), overwrite=True)
     assert cmd[:6] == [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
     assert cmd[6:] == ["-i", "in.mp4", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+
+
+# -- train: lines without a terminal, extending a finished run, the loss curve (issue 16 #5, #10, #12) ----
+
+
+def test_train_lines_without_a_terminal_and_extending_a_finished_run(runner, tiny_cars, tmp_path):
+    from posecli.modelfile import load_model
+
+    out = tmp_path / "m.safetensors"
+    args = ["train", tiny_cars, "-o", out, "--size", "32", "--batch-size", "16", "--opt", "width=0.125",
+            "--opt", "identity_dim=16", "--opt", "pose_dim=8", "--loss", "lap", "--device", "cpu"]
+    r = invoke(runner, [*args, "--epochs", "1"])  # stderr is no terminal here: lines, no bar
+    assert r.exit_code == 0, r.output
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("posecli: training lord on 64 images of 4 identities: 2 stage(s), 8 steps")
+    assert [ln.split(":")[1].strip() for ln in lines[1:3]] == ["stage1 epoch 1/1", "stage2 epoch 1/1"]
+    assert lines[-1].startswith(f"posecli: wrote {out}") and "final reconstruction loss" in lines[-1]
+    assert f"posecli eval HELDOUT -m {out}" in lines[-1] and len(lines) == 4
+    # more --epochs on a finished run: the last stage goes on; -q says nothing
+    r = invoke(runner, [*args, "--epochs", "2", "--resume", "--overwrite", "-q"])
+    assert r.exit_code == 0 and r.stderr == "", r.output
+    assert load_model(out).meta["training"]["epochs"] == [1, 2]
+    r = invoke(runner, [*args, "--epochs", "1", "--resume", "--overwrite"])
+    assert r.exit_code == 1 and "--epochs can only grow" in _one_error(r.stderr)
+
+
+def test_loss_curve_draws_each_stage_apart():
+    """A 30-fold jump at stage 2 is not drawn as one line climbing: each stage is its own
+    line, with a labelled boundary between them."""
+    from posecli.training.plots import COLOURS, loss_curve
+
+    history = [{"step": s, "stage": "stage1" if s < 10 else "stage2", "loss": 1.0 if s < 10 else 30.0}
+               for s in range(20)]
+    img = loss_curve(history, 640, 360)
+    left, pw, top, ph = 60, 640 - 60 - 150, 20, 360 - 20 - 40
+    x = lambda step: int(left + pw * step / 19)  # noqa: E731
+    boundary = img[top + 1:top + ph, x(10)]
+    assert (boundary == 160).all(axis=1).mean() > 0.8  # a grey line the height of the panel
+    colour = np.array(COLOURS[0])
+    between = img[top + 1:top + ph, x(9) + 3:x(10) - 3]
+    assert not (np.abs(between.astype(int) - colour).sum(axis=2) < 60).any()  # no line drawn across the jump

@@ -105,7 +105,7 @@ def _train(data_specs, output: Path, opts: TrainOptions, method_cls, dist, devic
         if trainer.history else {}
     summary = {
         "data": " ".join(data_specs), "images": len(data), "identities": len(data.names),
-        "skipped": len(data.skipped), "loss": loss.kind, "epochs": [s.epochs for s in method.stages()],
+        "skipped": len(data.skipped), "loss": loss.kind, "epochs": list(trainer.stage_epochs),
         "options": opts.to_dict(), "final": last, **method.summary(), "device": str(device),
         "hardware": hardware_name(device), "world_size": dist.world,
         "precision": trainer.precision, "train_seconds": round(trainer.elapsed, 1),

@@ -56,6 +56,16 @@ def scheduled_lr(phase: Phase, base: float, lr_min: float, t: int, total: int) -
     return cosine_lr(base, lr_min if phase.lr_end is None else phase.lr_end, t, total)
 
 
+def _without_epochs(fingerprint: str | None) -> str | None:
+    """A fingerprint (TrainOptions.fingerprint) less the epoch counts, which a resumed run may raise."""
+    if fingerprint is None:
+        return None
+    fp = json.loads(fingerprint)
+    fp.get("shared", {}).pop("epochs", None)
+    fp["method"] = {k: v for k, v in fp.get("method", {}).items() if not k.endswith("epochs")}
+    return json.dumps(fp, sort_keys=True)
+
+
 class _StopFlag:
     """SIGINT or SIGTERM sets a flag; the loop stops between steps (a second signal
     aborts at once; under torchrun, where the launcher forwards the terminal's Ctrl-C
@@ -151,6 +161,7 @@ class Trainer:
         return {
             "acc": {k: v.cpu() for k, v in (acc or {}).items()}, "n_acc": n_acc,  # a log window cut short
             "version": CHECKPOINT_VERSION, "opts": self.opts.fingerprint(), "data_key": self.data.key,
+            "stage_epochs": list(self.stage_epochs),  # what each stage runs (a finished run can be extended)
             "stage": pos[0], "epoch": pos[1], "step": pos[2], "global_step": gstep, "world_size": self.dist.world,
             "modules": {k: m.state_dict() for k, m in self.method.modules.items()},
             "optim": {r.phase.name: r.opt.state_dict() for r in runs},
@@ -185,9 +196,10 @@ class Trainer:
             raise PoseCliError(f"--resume: the checkpoint is from another posecli version (format "
                                f"{ckpt.get('version')}, this one reads {CHECKPOINT_VERSION}); start in another --workdir",
                                self.workdir)
-        if ckpt.get("opts") != self.opts.fingerprint() or ckpt.get("data_key") != self.data.key:
+        if ckpt.get("data_key") != self.data.key or _without_epochs(ckpt.get("opts")) != \
+                _without_epochs(self.opts.fingerprint()):
             raise PoseCliError("--resume: the checkpoint was made with other data or options; "
-                               "use the same command line, or another --workdir", self.workdir)
+                               "use the same command line (--epochs may grow), or another --workdir", self.workdir)
         for k, m in self.method.modules.items():
             m.load_state_dict(ckpt["modules"][k])
         self.method.load_state_dict(ckpt["method"])
@@ -204,16 +216,18 @@ class Trainer:
         ckpt = self._load(resume, restart)
         start = (0, 0, 0, 0)
         stages = self.method.stages()
+        self.stage_epochs = [s.epochs for s in stages]
         if ckpt is not None:
             start = (ckpt["stage"], ckpt["epoch"], ckpt["step"], ckpt["global_step"])
+            start = self._extend(ckpt, stages, start)
             if start[0] >= len(stages):
                 log.warning(f"{self.workdir / 'checkpoint.pt'} is of a finished run: writing its model")
             else:
                 log.warning(f"resuming from {self.workdir / 'checkpoint.pt'}: stage {start[0] + 1} of "
                             f"{len(stages)}, epoch {start[1] + 1}, step {start[2]}")
         per_epoch = len(self.data) // self.opts.batch_size  # drop_last: fixed shapes
-        total = sum(s.epochs for s in stages) * per_epoch
-        done_before = sum(s.epochs for s in stages[: start[0]]) * per_epoch + start[1] * per_epoch + start[2]
+        total = sum(self.stage_epochs) * per_epoch
+        done_before = sum(self.stage_epochs[: start[0]]) * per_epoch + start[1] * per_epoch + start[2]
         if ckpt is not None and start[0] == len(stages):  # resumed after the last step
             for si, stage in enumerate(stages):
                 self._make_ema(si, stage, ckpt)
@@ -229,6 +243,37 @@ class Trainer:
                     self._run_stage(si, stages[si], per_epoch, start if here else (si, 0, 0, None), here, bar)
         finally:
             bar.close()
+
+    def _extend(self, ckpt: dict, stages: list[Stage], start: tuple) -> tuple:
+        """--resume with other --epochs: the stage the checkpoint is in (or, for a finished
+        run, the last stage) runs to its new count; stages already finished keep the
+        epochs they ran (they are not run again). Returns where to start."""
+        new = [s.epochs for s in stages]
+        old = ckpt.get("stage_epochs")
+        if old == new or (old is None and ckpt.get("opts") == self.opts.fingerprint()):
+            return start
+        if old is None or len(old) != len(new):
+            raise PoseCliError("--resume: this checkpoint cannot take other --epochs (it was written by an older "
+                               "posecli); use its command line, or another --workdir", self.workdir)
+        si, epoch = start[0], start[1]
+        last = min(si, len(new) - 1)
+        if si >= len(new):  # finished: the last stage goes on from where it ended
+            if new[last] < old[last]:
+                raise PoseCliError(f"--resume: the run finished {stages[last].name} at {old[last]} epoch(s); "
+                                   f"--epochs can only grow", self.workdir)
+            if new[last] == old[last]:  # nothing to add: the finished run's model is written again
+                self.stage_epochs = list(old)
+                return start
+            start = (last, old[last], 0, start[3])
+        elif new[si] < epoch + (start[2] > 0):
+            raise PoseCliError(f"--resume: {stages[si].name} is already at epoch {epoch + 1}; give at least that "
+                               "many --epochs", self.workdir)
+        kept = [i for i in range(last) if new[i] != old[i]]
+        self.stage_epochs = [old[i] if i < last else new[i] for i in range(len(new))]
+        log.warning(f"--resume: {stages[last].name} continues to {new[last]} epoch(s)"
+                    + (f"; {', '.join(stages[i].name for i in kept)} finished with "
+                       f"{', '.join(str(old[i]) for i in kept)} epoch(s) and is not run again" if kept else ""))
+        return start
 
     def _make_ema(self, si: int, stage: Stage, ckpt: dict | None) -> None:
         """The stage's averaged copies (kept by the method for final_model), restored
