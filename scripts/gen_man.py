@@ -33,9 +33,12 @@ stdout as JSON and logs and progress to stderr. Errors are one line on stderr;
 
 EXIT_STATUS = [
     ("0", "Success."),
-    ("1", "An item or the whole job failed (the error is one line on stderr)."),
-    ("2", "Usage error: bad options or arguments."),
+    ("1", "An item or the whole job failed (the error is one line on stderr); an output that cannot be "
+     "written says \\fIOUT\\fR: cannot write (permission denied | disk full)."),
+    ("2", "Usage error: bad options or arguments (the argument parser's too: one line with a hint)."),
     ("130", "Interrupted (Ctrl\\-C); no half\\-written outputs are left behind."),
+    ("143", "Terminated (SIGTERM, as sent by kill, timeout, systemd or docker stop), handled like Ctrl\\-C: "
+     "nothing is left behind."),
 ]
 
 ENVIRONMENT = [
@@ -46,6 +49,10 @@ ENVIRONMENT = [
      "(without it rembg uses REMBG_HOME, XDG_DATA_HOME/rembg or ~/.rembg); the notice names the exact path."),
     ("POSECLI_OFFLINE", "When set (not 0): never download pretrained weights (VGG16, LPIPS's AlexNet, "
      "rembg's U\\^2\\-Net); use them only when already in place, else fall back as documented."),
+    ("POSECLI_RETRY_DOWNLOADS", "When set (not 0): try a download of pretrained weights again even though "
+     "one failed within the last day (failures are remembered in posecli's cache folder)."),
+    ("POSECLI_CACHE_DIR", "posecli's cache folder (default: the platform's user cache folder, "
+     "\\fI~/.cache/posecli\\fR on Linux); it remembers failed downloads."),
     ("POSECLI_WEIGHTS", "Overrides the bundled \\fIweights/\\fR folder searched for model names."),
     ("OPENCV_IO_MAX_IMAGE_PIXELS", "Largest image (in pixels) OpenCV agrees to decode; "
      "a guard against decompression bombs."),
