@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger("posecli")
-RECIPE = "mining-v1"
+RECIPE = "mining-v2"
 REPORT_NEIGHBOURS = 5  # neighbours kept per frame for the report picture (at least ``neighbours``)
 
 
@@ -61,15 +61,15 @@ class RotNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.blocks = nn.ModuleList([_conv(3, 32), _conv(32, 64, 2), _conv(64, 128, 2), _conv(128, 128),
-                                     _conv(128, 128, 2)])
-        self.head = nn.Linear(128, 4)
+        self.blocks = nn.ModuleList([_conv(3, 16), _conv(16, 32, 2), _conv(32, 64, 2), _conv(64, 64),
+                                     _conv(64, 64, 2)])
+        self.head = nn.Linear(64, 4)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         h = x * 2 - 1
         for block in self.blocks[:4]:
             h = block(h)
-        return h  # conv4: (B, 128, S/4, S/4)
+        return h  # conv4: (B, 64, S/4, S/4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks[4](self.features(x)).mean((2, 3)))
