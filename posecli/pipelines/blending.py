@@ -188,7 +188,7 @@ def _row_offsets(dst: np.ndarray, rows: np.ndarray, left: np.ndarray, right: np.
 
 
 def inpaint_rows(dst: np.ndarray, hole: np.ndarray, forbidden: np.ndarray | None = None, strip: int = 6,
-                 ring: int = 4, reach: float = 3.0) -> np.ndarray:
+                 ring: int = 4, reach: float = 3.0, avoid: np.ndarray | None = None) -> np.ndarray:
     """Fill ``hole`` (bool, dst's size) with the scene's own pixels from the same rows; returns dst.
 
     An exemplar fill for scenes whose ground runs across the picture (streets,
@@ -197,11 +197,13 @@ def inpaint_rows(dst: np.ndarray, hole: np.ndarray, forbidden: np.ndarray | None
     whose pixels best match the ``ring`` known pixels around the strip (sum of
     squared differences; the strips above, already filled, count as known), so
     lane markings, kerbs and textures continue instead of being smeared. Source
-    pixels never come from a hole or from ``forbidden`` (other objects). A
+    pixels never come from a hole or from ``forbidden`` (other objects), nor
+    from ``avoid`` (e.g. every object's box) unless a strip has no other. A
     per-row colour offset, ramped across the hole from its left to its right
     edge, hides the seams (a gradient-domain fill in one dimension). Shifts are
     searched within ``reach`` hole widths; a strip with no clean source of that
-    width falls back to Telea's fill. Only hole pixels change.
+    width is filled row by row, linearly between the nearest clean pixels on
+    either side (Telea's fill where a row has none). Only hole pixels change.
     """
     import cv2
 
@@ -229,18 +231,37 @@ def inpaint_rows(dst: np.ndarray, hole: np.ndarray, forbidden: np.ndarray | None
         hr, hc = np.nonzero(h)
         c0, c1 = int(hc.min()), int(hc.max()) + 1
         # a shift is usable when the strip's rows over [c0 + dx, c1 + dx) hold no hole and no other object
-        col_bad = bad[r0:r1].any(0).astype(np.int32)
-        cum = np.concatenate([[0], np.cumsum(col_bad)])
-        dxs = np.arange(-min(lim, c0), min(lim, W - c1) + 1)
-        dxs = dxs[(cum[c1 + dxs] - cum[c0 + dxs]) == 0]
-        if len(dxs) == 0 or len(rr) == 0:
-            m = np.zeros((H, W), np.uint8)
-            m[r0:r1] = h
-            win = clip_window(dst.shape, c0 - 8, r0 - 8, c1 - c0 + 16, r1 - r0 + 16)
-            x0, y0, x1, y1 = win
-            filled = cv2.inpaint(np.ascontiguousarray(dst[y0:y1, x0:x1]), m[y0:y1, x0:x1], 3, cv2.INPAINT_TELEA)
-            sel = m[y0:y1, x0:x1] > 0
-            dst[y0:y1, x0:x1][sel] = filled[sel]
+        all_dxs = np.arange(-min(lim, c0), min(lim, W - c1) + 1)
+        for blocked in ([bad[r0:r1] | avoid[r0:r1]] if avoid is not None else []) + [bad[r0:r1]]:
+            cum = np.concatenate([[0], np.cumsum(blocked.any(0).astype(np.int32))])
+            dxs = all_dxs[(cum[c1 + all_dxs] - cum[c0 + all_dxs]) == 0]
+            if len(dxs):
+                break
+        if len(dxs) == 0 or len(rr) == 0:  # no clean source of the strip's width: each row spans its hole
+            for r in range(r0, r1):
+                cs = np.flatnonzero(h[r - r0])
+                if not len(cs):
+                    continue
+                clean = np.flatnonzero(~bad[r] & ~todo[r])
+                lft, rgt = clean[clean < cs[0]][-ring:], clean[clean > cs[-1]][:ring]
+                if not len(lft) and not len(rgt):
+                    continue  # left for Telea below
+                a = img[r, lft].mean(0) if len(lft) else img[r, rgt].mean(0)
+                b = img[r, rgt].mean(0) if len(rgt) else a
+                xa = lft.mean() if len(lft) else cs[0] - 1
+                xb = rgt.mean() if len(rgt) else cs[-1] + 1
+                t = ((cs - xa) / max(xb - xa, 1))[:, None]
+                dst[r, cs] = np.clip((1 - t) * a + t * b + 0.5, 0, 255).astype(np.uint8)
+                img[r, cs] = dst[r, cs]
+                todo[r, cs] = False
+            left = todo[r0:r1] & h
+            if left.any():
+                m = np.zeros((H, W), np.uint8)
+                m[r0:r1] = left
+                x0, y0, x1, y1 = clip_window(dst.shape, c0 - 8, r0 - 8, c1 - c0 + 16, r1 - r0 + 16)
+                filled = cv2.inpaint(np.ascontiguousarray(dst[y0:y1, x0:x1]), m[y0:y1, x0:x1], 3, cv2.INPAINT_TELEA)
+                sel = m[y0:y1, x0:x1] > 0
+                dst[y0:y1, x0:x1][sel] = filled[sel]
         else:
             tgt = img[rr + b0, rc]  # (P, 3)
             cost = np.empty(len(dxs), np.float64)

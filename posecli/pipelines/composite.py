@@ -326,8 +326,10 @@ def original_region(original: np.ndarray, box: Box, matter: Matter, prior: np.nd
     return (x0, y0, hole), m, used
 
 
-def fill_region(work: np.ndarray, hole, how: str = "rows", forbidden: np.ndarray | None = None) -> list[int]:
-    """Inpaint a hole from ``original_region`` in ``work``; returns its [x, y, w, h] in the scene."""
+def fill_region(work: np.ndarray, hole, how: str = "rows", forbidden: np.ndarray | None = None,
+                avoid: np.ndarray | None = None) -> list[int]:
+    """Inpaint a hole from ``original_region`` in ``work`` (sources outside ``forbidden``, and outside ``avoid``
+    where the rows allow: see ``blending.inpaint_rows``); returns its [x, y, w, h] in the scene."""
     from .blending import inpaint_rows
 
     x0, y0, m = hole
@@ -338,7 +340,7 @@ def fill_region(work: np.ndarray, hole, how: str = "rows", forbidden: np.ndarray
     else:
         full = np.zeros(work.shape[:2], bool)
         full[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]] = m
-        inpaint_rows(work, full, forbidden)
+        inpaint_rows(work, full, forbidden, avoid=avoid)
     return [int(x0 + xs.min()), int(y0 + ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
 
 
@@ -442,12 +444,16 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
                 dbg[f"box{i}_original_matte"] = (m * 255 + 0.5).astype(np.uint8)
                 dbg[f"box{i}_reconstruction"] = recons[j]
         pending = np.zeros((h, w), bool)  # no fill copies pixels of an object still to be removed
-        for x0, y0, m in holes.values():
+        near = np.zeros((h, w), bool)  # nor, where the rows allow, the pixels around any of them (missed parts)
+        for i, (x0, y0, m) in holes.items():
             pending[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]] |= m
+            r = max(2, round(0.08 * max(targets[i].box.w, targets[i].box.h)))
+            near[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]] |= cv2.dilate(
+                m.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
         for i, hole in holes.items():
             x0, y0, m = hole
             pending[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]] &= ~m
-            where = fill_region(work, hole, inpaint_with, pending)
+            where = fill_region(work, hole, inpaint_with, pending, near)
             report[i].update(removed_original=True, inpainted=where)
 
     for k, i in enumerate(paint_order([t.box for t in targets])):
