@@ -278,7 +278,9 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Path, "write_bytes", half_then_fail)
-    with pytest.raises(OSError, match="No space"):
+    from posecli.errors import OutputWriteError
+
+    with pytest.raises(OutputWriteError, match="a.png: cannot write \\(disk full\\)"):  # the user's path
         write_image(tmp_path / "a.png", _rgb())
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []  # neither the output nor a temporary file
