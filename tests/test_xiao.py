@@ -149,12 +149,13 @@ def test_discriminators_and_generator_train_in_turn_with_their_own_parameters(tm
     assert {"loss", "recon", "transfer", "pv", "gan", "aux", "d_loss", "d_real", "d_pair", "d_aux"} <= set(terms)
 
 
-def test_the_ema_copy_moves_towards_the_generator_at_its_rate(tmp_path):
+@pytest.mark.parametrize("decay", [0.9, 0.1])
+def test_the_ema_copy_moves_towards_the_generator_at_its_rate(tmp_path, decay):
     from posecli.training import method_class
     from posecli.training.loop import Trainer
     from posecli.training.losses import ReconstructionLoss
 
-    opts = tiny_opts("xiao", epochs=1, ema=0.9)
+    opts = tiny_opts("xiao", epochs=1, ema=decay)
     trainer = Trainer(method_class("xiao"), blobs(), opts, tmp_path, torch.device("cpu"), ReconstructionLoss("lap"),
                       quiet=True)
     from posecli.training.loop import _PhaseRun
@@ -172,7 +173,8 @@ def test_the_ema_copy_moves_towards_the_generator_at_its_rate(tmp_path):
     ema = m.ema["model"].state_dict()
     w = "identity_encoder.layers.1.weight"
     assert not torch.equal(p1[w], p2[w])
-    assert torch.allclose(ema[w], 0.9 * p1[w] + 0.1 * p2[w], atol=1e-6)
+    d = min(decay, 2 / 11)  # the second update: the warm-up's (1 + n) / (10 + n), at most the configured decay
+    assert torch.allclose(ema[w], d * p1[w] + (1 - d) * p2[w], atol=1e-6)
     assert m.final_model() is m.ema["model"]
     assert _PhaseRun  # imported for _step_once's sake
 

@@ -40,7 +40,9 @@ Stand-ins where the paper is vague (methods-refs.md section 3.3), each an option
   at most at 64 x 64 (``pvm_size``; features and images average-pooled) in row chunks,
   so that it takes at most ~64 MB at a time;
 - Adam lr 1e-4 (the paper) with pix2pixHD's betas (0.5, 0.999), constant rate;
-- model averaging as StackGAN-v2: decay 0.999 after every generator step;
+- model averaging as StackGAN-v2: decay 0.999 after every generator step, with the
+  loop's warm-up (decay min(0.999, (1 + n) / (10 + n)) at update n), so that a short
+  run does not save a model near its initialisation;
 - augmentation: colour jitter (brightness, contrast, saturation) shared by I_id and
   I_target, so that colour stays identity, and random shifts shared by I_target and
   I_pose, so that the target keeps the pose image's geometry (the paper names both
