@@ -240,6 +240,9 @@ def test_copy_pose_oracle_matches_copy_pose_baseline(tmp_path):
     for m in ("mse", "psnr", "ssim"):
         assert t[m]["swap"] == pytest.approx(t[m]["copy_pose"], abs=1e-7)
     assert rep["transfer_mse_over_best_copy"] >= 1.0 - 1e-9  # copying the pose image is no better than copying
+    assert t["mse"]["swap_to_pose"] == pytest.approx(0.0, abs=1e-9)  # the collapse shows: it is the pose image
+    exact = evaluate(Oracle(data), data, pairs=30, seed=1, leakage=False)["transfer"]["mse"]
+    assert exact["swap_to_pose"] == pytest.approx(exact["copy_pose"], abs=1e-7)  # as far from it as the truth
 
 
 # --- leakage -----------------------------------------------------------------
@@ -290,7 +293,7 @@ def test_cli_json_text_and_report_file(runner, tiny_model_path, tmp_path):
     for key in ("transfer", "transfer_mse_over_best_copy", "reconstruction", "leakage", "pairs", "images"):
         assert key in rep
     assert set(rep["transfer"]) == {"mse", "psnr", "ssim", "lpips"}
-    assert set(rep["transfer"]["mse"]) == {"swap", "copy_pose", "copy_identity"}
+    assert set(rep["transfer"]["mse"]) == {"swap", "copy_pose", "copy_identity", "swap_to_pose"}
     assert rep["transfer"]["lpips"]["swap"] is None and rep["pairs"] == 20
     assert rep["leakage"]["identity_from_pose"]["classes"] == 4
     # one short warning line on stderr (the file's name with -v); torch.hub's "Downloading" (printed to

@@ -112,6 +112,10 @@ def format_report(r: dict) -> str:
                      f"{_num(m, t['copy_identity']):>15}{_num(m, r['reconstruction'][m]):>16}")
     ratio = r["transfer_mse_over_best_copy"]
     lines.append(f"swap MSE / best copy MSE: {'n/a' if ratio is None else f'{ratio:.3f}'} (below 1: better than copying)")
+    to_pose = r["transfer"]["mse"].get("swap_to_pose")
+    if to_pose is not None:
+        lines.append(f"swap MSE to the pose image: {to_pose:.4f} (the truth's: {r['transfer']['mse']['copy_pose']:.4f}; "
+                     "far below it: the model copies the pose image)")
     if not r["lpips_available"]:
         lines.append("LPIPS n/a: its ImageNet backbone weights are unavailable (see the warning on stderr)")
     leak = r.get("leakage")

@@ -3,7 +3,9 @@
     report = evaluate(model, "synth/labels.csv", pairs=1000, seed=0, device="cpu")
 
 Report keys: ``transfer`` ({metric: {swap, copy_pose, copy_identity}}, metrics
-mse, psnr (dB, capped at 100), ssim, lpips (None when unavailable)),
+mse, psnr (dB, capped at 100), ssim, lpips (None when unavailable); mse also has
+swap_to_pose, the swap's distance to the pose image, which shows a model that
+copies the pose image),
 ``transfer_mse_over_best_copy``, ``reconstruction`` ({metric: value}),
 ``leakage`` (see posecli.eval.leakage; None when disabled) and the data counts.
 """

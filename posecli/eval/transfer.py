@@ -201,12 +201,16 @@ class _Means:
 
 def transfer_metrics(model, images: np.ndarray, id_codes, pose_codes, pairs: np.ndarray, device,
                      batch_size: int = 128, progress=None) -> dict:
-    """{metric: {"swap", "copy_pose", "copy_identity"}} averaged over ``pairs`` (i, j, gt)."""
+    """{metric: {"swap", "copy_pose", "copy_identity"}} averaged over ``pairs`` (i, j, gt); "mse" also
+    has "swap_to_pose", the swap against the pose image: far below "copy_pose" (the truth against
+    the pose image), the model copies the pose image instead of transferring it."""
     import torch
 
     from ..media.convert import to_tensor
+    from . import metrics as M
 
     acc = _Means(BASELINES)
+    to_pose = 0.0
     starts = range(0, len(pairs), batch_size)
     if progress is not None:
         starts = progress(starts, total=len(starts), desc="transfer")
@@ -218,8 +222,11 @@ def transfer_metrics(model, images: np.ndarray, id_codes, pose_codes, pairs: np.
             acc.add("swap", out, truth)
             acc.add("copy_pose", x_j, truth)
             acc.add("copy_identity", x_i, truth)
+            to_pose += float(M.mse(out, x_j).sum())
             acc.n += len(i)
-    return acc.means()
+    means = acc.means()
+    means["mse"]["swap_to_pose"] = to_pose / acc.n if acc.n else None
+    return means
 
 
 def reconstruction_metrics(model, images: np.ndarray, id_codes, pose_codes, index: np.ndarray, device,
