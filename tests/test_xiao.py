@@ -227,3 +227,23 @@ def test_xiao_options_reject_bad_values(runner, tmp_path):
         Options(pose_features=str(tmp_path / "missing.safetensors"))
     r = invoke(runner, ["train", tmp_path, "-o", tmp_path / "x.safetensors", "--method", "xiao", "--opt", "clusters=0"])
     assert r.exit_code == 2 and "clusters" in r.output
+
+
+@pytest.mark.parametrize("size,n_down", [(32, 1), (64, 2), (128, 3)])
+def test_networks_at_each_size_give_16x16_maps_and_images_in_range(size, n_down):
+    from posecli.models.xiao import PairDiscriminator, RealFakeDiscriminator, XiaoConfig, XiaoModel
+
+    cfg = XiaoConfig(image_size=size, width=0.0625, n_res=1)
+    assert cfg.n_down == n_down and cfg.identity_dim == 4 * 2**n_down * 16 * 16
+    m = XiaoModel(cfg).eval()
+    x = torch.rand(2, 3, size, size)
+    with torch.no_grad():
+        out = m.swap(x, x.flip(0))
+        assert out.shape == (2, 3, size, size) and 0 <= out.min() and out.max() <= 1
+        assert m.encode_pose(x).shape == (2, cfg.pose_dim)
+        outs, logits = RealFakeDiscriminator(4, 5)(x)
+        assert len(outs) == 2 and logits.shape == (2, 5)
+        assert PairDiscriminator(4)(x, x).shape[:2] == (2, 1)
+    assert not any(isinstance(mod, torch.nn.ConvTranspose2d) for mod in m.modules())
+    with pytest.raises(ValueError, match="16 \\* a power of two"):
+        XiaoConfig(image_size=48)
