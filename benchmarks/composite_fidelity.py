@@ -277,11 +277,12 @@ def summarise(results: list[dict]) -> tuple[list[str], dict]:
     stats = {}
     for n in names:
         get = lambda k: np.array([r["rows"][n].get(k, np.nan) for r in results])  # noqa: E731
+        nanmean = lambda k: float(np.mean(get(k))) if not np.isnan(get(k)).all() else np.nan  # noqa: E731
         ratio = get("mse") / base
         stats[n] = {"mse": get("mse").mean(), "mse_box": get("mse_box").mean(), "ssim": get("ssim").mean(),
                     "ssim_box": get("ssim_box").mean(), "ratio": ratio.mean(), "worst": ratio.max(),
-                    "worse": int((ratio > 1).sum()), "iou": np.nanmean(get("iou")),
-                    "iou_placed": np.nanmean(get("iou_placed")), "seconds": np.nanmean(get("seconds"))}
+                    "worse": int((ratio > 1).sum()), "iou": nanmean("iou"),
+                    "iou_placed": nanmean("iou_placed"), "seconds": nanmean("seconds")}
     lines = ["| generator | options | MSE | MSE in boxes | SSIM | SSIM in boxes | MSE / untouched (mean, worst) | "
              "seeds worse than untouched | matte IoU (cut-out, placed) | s / scene |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -161,3 +161,25 @@ def test_cli_look_options(runner, tiny_model_path, tmp_path, street):
         r = invoke(runner, ["composite", "--scene", scene, "--id", ident, "--box", box, "-m", tiny_model_path,
                             opt, bad, "-o", tmp_path / "bad.png"])
         assert r.exit_code != 0 and f"{opt} {bad}" in r.stderr and not (tmp_path / "bad.png").exists()
+
+
+def test_fidelity_benchmark_runs_and_summarises(tiny_model_path, tmp_path):
+    """benchmarks/composite_fidelity.py on one small street: every row scored, the oracle far closer than untouched."""
+    import torch
+
+    from posecli.modelfile import load_model_or_default
+
+    bench = _bench()
+    model = load_model_or_default(str(tiny_model_path), "cars", torch.device("cpu"))
+    matters = {k: Matter(k) for k in ("auto", "grabcut", "model")}
+    res = bench.run_seed(4, model, tmp_path, 256, 160, 2, matters, oracle_sizes=(model.image_size,), which="core")
+    rows = res["rows"]
+    assert {"untouched", "background", "model | default", "oracle | default", "oracle | remove_original=False",
+            "model | matte=grabcut", "model | blend=poisson", "model | harmonize_strength=0.5"} <= set(rows)
+    for r in rows.values():
+        assert 0 <= r["mse"] < 1 and -1 <= r["ssim"] <= 1 and r["mse_box"] >= r["mse"] * 0.99
+    assert rows["oracle | default"]["mse"] < 0.5 * rows["untouched"]["mse"]
+    assert rows["oracle | default"]["iou"] > 0.8
+    lines, stats = bench.summarise([res])
+    assert stats["untouched"]["ratio"] == 1.0 and len(lines) == 2 + len(rows)
+    assert any(line.startswith("- oracle:") for line in bench.removal_check([res]))
