@@ -22,6 +22,16 @@ from posecli.regions import MAX_BOX, Box
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _fresh_posecli_logger(monkeypatch):
+    """caplog sees posecli's notices; no handler left bound to an earlier CliRunner's closed stderr."""
+    import logging
+
+    lg = logging.getLogger("posecli")
+    monkeypatch.setattr(lg, "handlers", [])
+    monkeypatch.setattr(lg, "propagate", True)
+
+
 def _err_lines(r) -> list[str]:
     return [ln for ln in r.stderr.splitlines() if ln.startswith("posecli: error:")]
 
