@@ -180,7 +180,7 @@ def test_read_only_folder(world, command):
         "animate": (ro / "anim.mp4", ["animate", "--id", world / "a.png", "--video", world / "a.png", "-m", m]),
         "synth": (ro / "cars", ["synth", "cars", "--identities", "2", "--size", "16", "--azimuths", "2",
                                 "--elevations", "1"]),
-        "train": (ro / "m.safetensors", ["train", world / "a.png", "--epochs", "1"]),
+        "train": (ro / "m.safetensors", ["train", world / "a.png", "--epochs", "1", "--size", "32"]),
         "eval": (ro / "report.json", ["eval", world / "a.png", "-m", m]),
     }[command]
     if command == "animate":  # a real video as the driver
@@ -213,7 +213,7 @@ def test_full_disk_is_found_before_the_work(tmp_path, tiny_model_path):
                      "-o", mnt / "out.mp4"], mnt / "out.mp4"),
         "animate frames": (["animate", "--id", a, "--video", tmp_path / "drive.mp4", "-m", tiny_model_path,
                             "-o", mnt / "frames"], mnt / "frames"),
-        "train": (["train", a, "-o", mnt / "m.safetensors", "--epochs", "1"], mnt / "m.safetensors"),
+        "train": (["train", a, "-o", mnt / "m.safetensors", "--epochs", "1", "--size", "32"], mnt / "m.safetensors"),
     }
     for name, (args, out) in cases.items():
         script_args = [*args]
