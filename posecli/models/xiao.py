@@ -10,7 +10,7 @@ The generator (paper section 3.1) has two encoders and one decoder:
   transposed convolutions.
 
 The paper leaves the layers to pix2pixHD; posecli takes them from its
-GlobalGenerator (methods-refs.md section 3.3; re-derived, not copied): a
+GlobalGenerator (NVIDIA/pix2pixHD; re-derived, not copied): a
 reflection-padded 7x7 conv of ngf = 64 channels, stride-2 3x3 convs doubling the
 channels down to a 16x16 map (one at 32 px, two at 64, three at 128), 9 residual
 blocks (reflection pad, conv3x3-IN-ReLU-conv3x3-IN), and back up; N(0, 0.02)

@@ -1,4 +1,4 @@
-"""C-S disentanglement (Ren, Yang, Wang & Zeng 2021; METHODS.md section 3): no labels at all.
+"""C-S disentanglement (Ren, Yang, Wang & Zeng 2021): no labels at all.
 
 Stage 1, latent optimisation: a style (identity) code and a content (pose) code per
 image, optimised jointly with the generator of posecli/models/cs.py (multiple C-S
@@ -17,7 +17,7 @@ targets relative to their spread, plus reconstruction, generator fine-tuned);
 
 No label is read: batches are anchors, and each image's codes are its own.
 
-Stand-ins where the paper is vague (methods-refs.md section 2.3):
+Stand-ins where the paper is vague (each checked against code of the components it cites):
 - the feature network is torchvision's ImageNet ResNet-18 (the paper pre-trained its
   own with NPID); where that file cannot be had, ``id_features=auto`` pre-trains a
   small network by NPID on the training images (posecli/training/npid.py, cached in

@@ -1,4 +1,4 @@
-"""Esser, Haux & Ommer 2019 (METHODS.md section 2): pairs and a mutual-information constraint.
+"""Esser, Haux & Ommer 2019 (ICCV): pairs and a mutual-information constraint.
 
 A batch is pairs of one identity (two frames of one clip for video data): the
 pose encoder sees x_target, the identity encoder x_other, the decoder rebuilds
@@ -23,7 +23,7 @@ processes. This order avoids the reference port's crash on current PyTorch (it
 stepped the critics in place before the main backward), and the optimisers hold
 explicit per-module parameter lists (its other bug let the main optimiser move T).
 
-Stand-ins and choices where the paper is vague (methods-refs.md section 1.8):
+Stand-ins and choices where the paper is vague (what the reference code, CompVis/robust-disentangling, does):
 - networks of the reference PyTorch port (posecli/models/esser.py), with an
   auxiliary decoder rebuilding x_target from the identity code alone, as the port
   does: E_id is learned here (the paper's DeepFashion run used a frozen re-ID net);
@@ -58,7 +58,7 @@ ADAM_BETAS = (0.5, 0.9)
 
 @dataclass(frozen=True)
 class Options:
-    """Esser et al.'s hyper-parameters (defaults: methods-refs.md section 1.8)."""
+    """Esser et al.'s hyper-parameters (defaults: the reference code's, at 64x64)."""
 
     lr: float = opt(2e-4, "learning rate of every network, critics included (linear decay to 0)")
     epsilon: float = opt(0.125, "the bound on I(pose, identity), in the critic's logit units")

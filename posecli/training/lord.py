@@ -1,4 +1,4 @@
-"""LORD (METHODS.md section 1): two stages on the shared loop.
+"""LORD (Gabbay & Hoshen, ICLR 2020): two stages on the shared loop.
 
 Stage 1, latent optimisation: a shared embedding per identity, one per image for
 pose (with fixed Gaussian noise and an activation penalty: asymmetric noise

@@ -1,4 +1,4 @@
-"""Xiao, Liu & Lee 2019, "Identity from here, pose from there" (METHODS.md section 4):
+"""Xiao, Liu & Lee 2019, "Identity from here, pose from there" (ICCV 2019):
 unlabelled videos, training triplets and a GAN.
 
 Each batch is triplets (training/mining.py): I_id and I_target are two frames of one
@@ -25,7 +25,8 @@ fixing D and training G"): the discriminators first, on a generation made withou
 gradients, then the generator against the updated discriminators. The saved model
 is a moving average of the generator.
 
-Stand-ins where the paper is vague (methods-refs.md section 3.3), each an option:
+Stand-ins where the paper is vague (no reference code exists; each checked against the
+code of the component it cites), each an option:
 - triplet features: rotation prediction learned on the training frames, in place of
   the paper's RotNet AlexNet on ImageNet (``pose_features``; mining.py); M = 16 pose
   clusters (``clusters``, not given in the paper); the nearest neighbour
@@ -69,7 +70,7 @@ PVM_CHUNK_ELEMENTS = 16 * 2**20  # affinity entries per chunk: 64 MB in fp32
 
 @dataclass(frozen=True)
 class Options:
-    """Xiao et al.'s hyper-parameters (paper; stand-ins: methods-refs.md section 3.3)."""
+    """Xiao et al.'s hyper-parameters (the paper's; stand-ins in the module docstring)."""
 
     lr: float = opt(1e-4, "learning rate of the generator and the discriminators (Adam, constant)")
     dis_weight: float = opt(1.0, "weight of L_dis, the transfer and both self-reconstructions (lambda_1)")
