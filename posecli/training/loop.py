@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import signal
 import sys
 import time
@@ -82,7 +83,8 @@ def _without_epochs(fingerprint: str | None) -> str | None:
         return None
     fp = json.loads(fingerprint)
     fp.get("shared", {}).pop("epochs", None)
-    fp["method"] = {k: v for k, v in fp.get("method", {}).items() if not k.endswith("epochs")}
+    # a stage's epoch count (stage2_epochs), not those of a pre-training (npid_epochs, rotnet_epochs)
+    fp["method"] = {k: v for k, v in fp.get("method", {}).items() if not re.fullmatch(r"stage\d*_epochs", k)}
     return json.dumps(fp, sort_keys=True)
 
 
