@@ -247,3 +247,12 @@ def test_networks_at_each_size_give_16x16_maps_and_images_in_range(size, n_down)
     assert not any(isinstance(mod, torch.nn.ConvTranspose2d) for mod in m.modules())
     with pytest.raises(ValueError, match="16 \\* a power of two"):
         XiaoConfig(image_size=48)
+
+
+def test_more_neighbours_than_other_clips_have_stay_in_other_clips(tmp_path):
+    data, _ = posed_blobs(ids=2, grid=2)  # 2 clips of 4 frames: 4 other-clip frames each
+    m = mine(data, "edges", clusters=2, k=8, seed=0, rotnet_epochs=1, cache_dir=None, quiet=True)
+    assert m.k == 4 and m.neighbours.shape[1] == 4
+    assert (data.clips[m.neighbours] != data.clips[:, None]).all()
+    out = m.draw(torch.arange(8), torch.Generator().manual_seed(0), (torch.arange(8) + 1) % 4 + 4 * (torch.arange(8) // 4))
+    assert (data.clips[out["other_idx"]] != data.clips).all()

@@ -267,7 +267,7 @@ def mine(data, features: str, clusters: int, k: int, seed: int, rotnet_epochs: i
     if path is not None and path.is_file():
         z = load_file(str(path), device=str(data.images.device))
         log.info(f"training triplets from {path}")
-        return Mining(z["neighbours"], z["clusters"], groups, k)
+        return Mining(z["neighbours"], z["clusters"], groups, min(k, z["neighbours"].shape[1]))
     if features == "rotnet":
         log.warning(f"learning pose features by rotation prediction on the training frames ({rotnet_epochs} "
                     "epochs; cached in the work folder)")
@@ -279,9 +279,10 @@ def mine(data, features: str, clusters: int, k: int, seed: int, rotnet_epochs: i
 
         kind, net = "model", load_model(features, device=data.images.device).eval()
     feats = pose_features(data.images, kind, net)
-    neighbours = nearest_other_group(feats, groups, min(max(k, REPORT_NEIGHBOURS), len(feats) - 1))
+    others = len(feats) - int(torch.bincount(groups).max())  # other-clip frames of the largest clip's frames
+    neighbours = nearest_other_group(feats, groups, min(max(k, REPORT_NEIGHBOURS), others))
     assign = kmeans(feats, clusters, seed)
-    mining = Mining(neighbours, assign, groups, k)
+    mining = Mining(neighbours, assign, groups, min(k, others))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, overwrite=True) as tmp:
