@@ -110,12 +110,9 @@ def _one_error(stderr: str) -> str:
 # -- write errors: one mechanism (fileio) -------------------------------------
 
 
-def test_patched_full_disk_names_the_output_not_the_temp_file(monkeypatch, tmp_path):
-    """A write that fails with ENOSPC on atomic_path's hidden temporary file is told as
-    the user's output; nothing is left behind."""
-    from posecli.errors import OutputWriteError
-    from posecli.media.images import write_image
-
+@pytest.fixture
+def full_disk_for_out(monkeypatch):
+    """Writes to atomic_path's hidden temporary file of an output named out.* fail with ENOSPC."""
     real = Path.write_bytes
 
     def full(self, data):
@@ -124,22 +121,22 @@ def test_patched_full_disk_names_the_output_not_the_temp_file(monkeypatch, tmp_p
         return real(self, data)
 
     monkeypatch.setattr(Path, "write_bytes", full)
+
+
+def test_patched_full_disk_names_the_output_not_the_temp_file(full_disk_for_out, tmp_path):
+    """A write that fails with ENOSPC on atomic_path's hidden temporary file is told as
+    the user's output; nothing is left behind."""
+    from posecli.errors import OutputWriteError
+    from posecli.media.images import write_image
+
     with pytest.raises(OutputWriteError) as e:
         write_image(tmp_path / "out.png", np.zeros((4, 4, 3), np.uint8))
     assert str(e.value) == f"{tmp_path / 'out.png'}: cannot write (disk full)"
     assert list(tmp_path.iterdir()) == []
 
 
-def test_patched_full_disk_through_the_cli(monkeypatch, runner, tiny_model_path, tmp_path):
-    a, b = _write_png(tmp_path / "a.png", 1), _write_png(tmp_path / "b.png", 2)
-    real = Path.write_bytes
-
-    def full(self, data):
-        if self.name.startswith(".out."):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
-        return real(self, data)
-
-    monkeypatch.setattr(Path, "write_bytes", full)
+def test_patched_full_disk_through_the_cli(full_disk_for_out, runner, tiny_model_path, tmp_path):
+    a, b = _write_png(tmp_path / "a.png", 1), _write_png(tmp_path / "b.png", 2)  # only out.* is full
     r = invoke(runner, ["swap", "--id", a, "--pose", b, "-m", tiny_model_path, "-o", tmp_path / "out.png"])
     assert r.exit_code == 1
     assert _one_error(r.stderr) == f"posecli: error: {tmp_path / 'out.png'}: cannot write (disk full)"
