@@ -225,6 +225,12 @@ def test_xiao_options_reject_bad_values(runner, tmp_path):
         Options(ema=1.0)
     with pytest.raises(UsageError, match="pose_features"):
         Options(pose_features=str(tmp_path / "missing.safetensors"))
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model")
+    from posecli.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="bad.safetensors"):
+        Options(pose_features=str(bad))
     r = invoke(runner, ["train", tmp_path, "-o", tmp_path / "x.safetensors", "--method", "xiao", "--opt", "clusters=0"])
     assert r.exit_code == 2 and "clusters" in r.output
 
@@ -256,3 +262,10 @@ def test_more_neighbours_than_other_clips_have_stay_in_other_clips(tmp_path):
     assert (data.clips[m.neighbours] != data.clips[:, None]).all()
     out = m.draw(torch.arange(8), torch.Generator().manual_seed(0), (torch.arange(8) + 1) % 4 + 4 * (torch.arange(8) // 4))
     assert (data.clips[out["other_idx"]] != data.clips).all()
+
+
+def test_pose_features_from_a_posecli_model_file(tiny_model_path, tmp_path):
+    data, _ = posed_blobs(ids=3, grid=3)
+    m = mine(data, str(tiny_model_path), clusters=3, k=1, seed=0, rotnet_epochs=1, cache_dir=tmp_path, quiet=True)
+    assert (data.clips[m.neighbours[:, 0]] != data.clips).all() and m.clusters.shape == (len(data),)
+    assert len(list(tmp_path.glob("mining-*.safetensors"))) == 1

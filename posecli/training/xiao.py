@@ -106,6 +106,9 @@ class Options:
             if not Path(self.pose_features).is_file():
                 raise UsageError(f"--opt pose_features={self.pose_features}: expected rotnet, edges or a "
                                  "posecli model file")
+            from ..modelfile import read_metadata
+
+            read_metadata(self.pose_features)  # a damaged model file fails here, before any decoding
 
 
 # -- losses ---------------------------------------------------------------------
