@@ -400,3 +400,137 @@ def test_animate_several_videos_split_by_shard(runner, tiny_model_path, tmp_path
     assert r.exit_code == 0 and "skipped 2 existing" in r.stderr
     r = invoke(runner, ["animate", "--id", ident, "-m", tiny_model_path, "--video", clips, "-o", tmp_path / "o.mp4"])
     assert r.exit_code == 2 and "give a folder" in _err_lines(r)[0]
+
+
+# ------------------------------------------------------------------ eval --shard / --merge
+
+def _eval_args(data, model, *extra):
+    return ["eval", data, "-m", model, "--pairs", "60", "--seed", "3", *extra, "-q"]
+
+
+def _close_reports(a: dict, b: dict) -> None:
+    """Two reports of one evaluation: equal counts and leakage, metrics up to float summation order."""
+    for key in ("images", "identities", "poses", "pairs", "method", "image_size", "leakage"):
+        assert a[key] == b[key], key
+    for m, row in a["transfer"].items():
+        for name, v in row.items():
+            assert (v is None and b["transfer"][m][name] is None) or v == pytest.approx(b["transfer"][m][name],
+                                                                                       rel=1e-6), (m, name)
+    for m, v in a["reconstruction"].items():
+        assert (v is None and b["reconstruction"][m] is None) or v == pytest.approx(b["reconstruction"][m], rel=1e-6)
+
+
+def test_eval_two_processes_then_merge_equal_one_run(tiny_cars, tiny_model_path, tmp_path):
+    whole = _posecli(*_eval_args(tiny_cars, tiny_model_path, "-o", tmp_path / "whole.json"))
+    assert whole.returncode == 0, whole.stderr
+    report = tmp_path / "parts" / "report.json"
+    procs = [subprocess.Popen([sys.executable, "-m", "posecli",
+                               *map(str, _eval_args(tiny_cars, tiny_model_path, "--shard", f"{i}/2", "-o", report))],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    assert all(rc == 0 for _, _, rc in results), results
+    parts = sorted(p.name for p in report.parent.iterdir())
+    assert parts == ["report.shard0of2.npz", "report.shard1of2.npz"]  # no report yet, no temporary files
+    from posecli.eval.parts import load_part
+
+    parts = [load_part(report.parent / f"report.shard{i}of2.npz") for i in range(2)]
+    pairs, images = [p.transfer.n for p in parts], [len(p.index) for p in parts]
+    assert sum(pairs) == 60 and min(pairs) > 0  # each part did a share of the pairs, together all of them
+    assert sum(images) == 64 and min(images) > 0 and not set(parts[0].index) & set(parts[1].index)
+    # a re-run of a written part with --skip-existing does nothing
+    before = (report.parent / "report.shard1of2.npz").stat().st_mtime_ns
+    again = _posecli(*_eval_args(tiny_cars, tiny_model_path, "--shard", "1/2", "-o", report, "--skip-existing")[:-1])
+    assert again.returncode == 0 and "report.shard1of2.npz exists; skipped" in again.stderr
+    assert (report.parent / "report.shard1of2.npz").stat().st_mtime_ns == before
+    r = _posecli(*_eval_args(tiny_cars, tiny_model_path, "--merge", "-o", report, "--json"))
+    assert r.returncode == 0, r.stderr
+    merged = json.loads(r.stdout)
+    assert merged == json.loads(report.read_text()) and merged["shards"] == 2
+    _close_reports(merged, json.loads((tmp_path / "whole.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def eval_parts(tiny_cars, tiny_model_path, tmp_path_factory):
+    """Both parts of a 2-part evaluation of tiny_cars (read-only: copy before changing)."""
+    from typer.testing import CliRunner
+
+    d = tmp_path_factory.mktemp("evalparts")
+    for i in range(2):
+        r = invoke(CliRunner(), _eval_args(tiny_cars, tiny_model_path, "--shard", f"{i}/2", "-o", d / "r.json",
+                                           "--no-leakage"))
+        assert r.exit_code == 0, r.output
+    return d
+
+
+def _parts_copy(eval_parts, tmp_path, which=(0, 1)) -> Path:
+    tmp_path.mkdir(parents=True)
+    for i in which:
+        shutil.copy(eval_parts / f"r.shard{i}of2.npz", tmp_path)
+    return tmp_path / "r.json"
+
+
+def test_eval_merge_refuses_incomplete_or_foreign_parts(runner, eval_parts, tiny_cars, tiny_model_path, tmp_path):
+    def merge(report, model=tiny_model_path, data=tiny_cars):
+        return invoke(runner, ["eval", data, "-m", model, "--merge", "-o", report, "--no-leakage"])
+
+    r = merge(_parts_copy(eval_parts, tmp_path / "one", which=(1,)))
+    assert r.exit_code == 2 and "1 of 2 parts missing" in _err_lines(r)[0] and "--shard 0/2" in _err_lines(r)[0]
+    r = merge(tmp_path / "none" / "r.json")
+    assert r.exit_code == 2 and "no parts r.shardIofN.npz" in _err_lines(r)[0]
+    mixed = _parts_copy(eval_parts, tmp_path / "mixed")
+    shutil.copy(eval_parts / "r.shard0of2.npz", mixed.parent / "r.shard0of3.npz")
+    r = merge(mixed)
+    assert r.exit_code == 2 and "parts of 2 and 3 shards are mixed" in _err_lines(r)[0]
+    # another model (same architecture, other weights) or other labels: named, refused
+    import torch
+
+    from posecli.modelfile import load_model, save_model
+
+    other = load_model(tiny_model_path)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    save_model(tmp_path / "other.safetensors", other, training={"data": "none"})
+    r = merge(_parts_copy(eval_parts, tmp_path / "m"), model=tmp_path / "other.safetensors")
+    assert r.exit_code == 1 and "evaluated another model" in _err_lines(r)[0]
+    data2 = tmp_path / "data2"
+    shutil.copytree(tiny_cars, data2)
+    (data2 / "labels.csv").write_text((data2 / "labels.csv").read_text() + "\n", encoding="utf-8")
+    r = merge(_parts_copy(eval_parts, tmp_path / "l"), data=data2)
+    assert r.exit_code == 1 and "evaluated another labels file" in _err_lines(r)[0]
+    # a damaged part: one line naming it; no report written
+    bad = _parts_copy(eval_parts, tmp_path / "bad")
+    (bad.parent / "r.shard1of2.npz").write_bytes(b"PK\x03\x04 not really")
+    r = merge(bad)
+    assert r.exit_code == 1 and "r.shard1of2.npz" in _err_lines(r)[0] and "not a posecli eval part" in r.stderr
+    assert not bad.exists()
+    # the parts merge when whole
+    good = _parts_copy(eval_parts, tmp_path / "good")
+    r = merge(good)
+    assert r.exit_code == 0, r.output
+    assert json.loads(good.read_text())["pairs"] == 60
+
+
+def test_eval_shard_and_merge_option_errors(runner, tiny_cars, tiny_model_path, tmp_path):
+    for extra, words in ((["--shard", "0/2"], "give -o REPORT.json"),
+                         (["--merge"], "--merge: give -o REPORT.json"),
+                         (["--merge", "--shard", "0/2", "-o", tmp_path / "r.json"], "without --shard"),
+                         (["--shard", "0/2", "-o", tmp_path / "r.json", "--overwrite", "--skip-existing"],
+                          "contradict")):
+        r = invoke(runner, _eval_args(tiny_cars, tiny_model_path, *extra))
+        assert r.exit_code == 2 and words in _err_lines(r)[0], (extra, r.output)
+
+
+def test_eval_under_torchrun_gathers_on_rank_zero(tiny_cars, tiny_model_path, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("no torchrun beside this Python")
+    whole = _posecli(*_eval_args(tiny_cars, tiny_model_path, "--json"))
+    assert whole.returncode == 0, whole.stderr
+    r = subprocess.run([str(torchrun), "--nproc-per-node", "2", "-m", "posecli",
+                        *map(str, _eval_args(tiny_cars, tiny_model_path, "--json", "-v"))],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count('"transfer"') == 1  # one report, from rank 0
+    got = json.loads(r.stdout)
+    assert got["shards"] == 2
+    _close_reports(got, json.loads(whole.stdout))

@@ -31,9 +31,15 @@ class LabelledSet:
     paths: list[Path]
     identities: list[str]
     poses: list[str]
+    rows: list[str] | None = None  # the CSV's path column as written (what --shard partitions by)
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def names(self) -> list[str]:
+        """Each image's path as the CSV writes it (relative to the CSV's folder, so the same on
+        every machine): what --shard partitions by."""
+        return list(self.rows) if self.rows is not None else [p.as_posix() for p in self.paths]
 
     def codes(self) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
         """Integer label arrays (identity, pose) and the sorted label names."""
@@ -76,12 +82,13 @@ def read_labels(data: str | Path) -> LabelledSet:
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", path) from None
     base = path.parent
-    paths, ids, poses = [], [], []
+    paths, ids, poses, rows_seen = [], [], [], []
     for line, row in enumerate(rows, start=2):
         empty = [c for c in REQUIRED_COLUMNS if not row.get(c)]
         if empty:
             raise InputError(f"line {line}: empty {', '.join(empty)}", path)
         paths.append(base / row["path"])
+        rows_seen.append(row["path"])
         ids.append(row["identity"])
         poses.append(row["pose"])
     if not paths:
@@ -89,18 +96,21 @@ def read_labels(data: str | Path) -> LabelledSet:
     n_ids = len(set(ids))
     if n_ids < 2:
         raise InputError(f"only one identity ({ids[0]!r}); transfer needs images of at least two identities", path)
-    return LabelledSet(path, paths, ids, poses)
+    return LabelledSet(path, paths, ids, poses, rows_seen)
 
 
-def load_images(labels: LabelledSet, size: int, crop: str = "center", progress=None) -> np.ndarray:
-    """All images cropped and resized to ``size``: uint8 (N, size, size, 3)."""
+def load_images(labels: LabelledSet, size: int, crop: str = "center", progress=None,
+                index: np.ndarray | None = None) -> np.ndarray:
+    """The images (all, or the rows ``index`` in that order) cropped and resized to ``size``:
+    uint8 (N, size, size, 3)."""
     from ..media.images import read_image
     from ..regions import crop_for_model
 
-    out = np.empty((len(labels), size, size, 3), np.uint8)
-    items = enumerate(labels.paths)
+    paths = labels.paths if index is None else [labels.paths[int(k)] for k in index]
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    items = enumerate(paths)
     if progress is not None:
-        items = progress(items, total=len(labels), desc="reading images")
+        items = progress(items, total=len(paths), desc="reading images")
     for k, p in items:
         if not p.is_file():
             raise InputError(f"listed in {labels.csv_path.name} but missing", p)
@@ -173,11 +183,13 @@ def sample_pairs(identity: np.ndarray, pose: np.ndarray, n: int, seed: int = 0) 
     return np.array([(i, j, gt_of(i, j)) for i, j in chosen], np.int64)
 
 
-class _Means:
-    """Running per-image sums of each metric for several named comparisons."""
+class Sums:
+    """Per-image sums of each metric for several named comparisons. Sums (not means) so that
+    the parts of a sharded evaluation add up exactly to the whole (``merged``)."""
 
-    def __init__(self, names):
+    def __init__(self, names, mse_only=()):
         self.sums = {name: dict.fromkeys(METRICS, 0.0) for name in names}
+        self.sums.update({name: {"mse": 0.0} for name in mse_only})
         self.lpips_ok = True
         self.n = 0
 
@@ -186,6 +198,8 @@ class _Means:
 
         s = self.sums[name]
         s["mse"] += float(M.mse(out, target).sum())
+        if len(s) == 1:
+            return
         s["psnr"] += float(M.psnr(out, target).sum())
         s["ssim"] += float(M.ssim(out, target).sum())
         d = M.lpips_distance(out, target) if self.lpips_ok else None
@@ -195,22 +209,47 @@ class _Means:
             s["lpips"] += float(d.sum())
 
     def means(self) -> dict:
-        return {m: {name: (s[m] / self.n if self.n and (m != "lpips" or self.lpips_ok) else None)
-                    for name, s in self.sums.items()} for m in METRICS}
+        """{metric: {name: mean}}; None with no images, and for LPIPS when it was unavailable."""
+        out = {m: {} for m in METRICS}
+        for name, s in self.sums.items():
+            for m, total in s.items():
+                out[m][name] = total / self.n if self.n and (m != "lpips" or self.lpips_ok) else None
+        return out
+
+    def to_dict(self) -> dict:
+        return {"sums": self.sums, "lpips_ok": self.lpips_ok, "n": self.n}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Sums":
+        acc = cls([])
+        acc.sums = {name: {m: float(v) for m, v in s.items()} for name, s in d["sums"].items()}
+        acc.lpips_ok, acc.n = bool(d["lpips_ok"]), int(d["n"])
+        return acc
+
+    @classmethod
+    def merged(cls, parts: "list[Sums]") -> "Sums":
+        acc = cls([])
+        acc.sums = {name: dict.fromkeys(s, 0.0) for name, s in parts[0].sums.items()}
+        for p in parts:
+            for name, s in p.sums.items():
+                for m, v in s.items():
+                    acc.sums[name][m] += v
+            acc.lpips_ok &= p.lpips_ok
+            acc.n += p.n
+        return acc
 
 
-def transfer_metrics(model, images: np.ndarray, id_codes, pose_codes, pairs: np.ndarray, device,
-                     batch_size: int = 128, progress=None) -> dict:
-    """{metric: {"swap", "copy_pose", "copy_identity"}} averaged over ``pairs`` (i, j, gt); "mse" also
-    has "swap_to_pose", the swap against the pose image: far below "copy_pose" (the truth against
-    the pose image), the model copies the pose image instead of transferring it."""
+def transfer_sums(model, images: np.ndarray, id_codes, pose_codes, pairs: np.ndarray, device,
+                  batch_size: int = 128, progress=None) -> Sums:
+    """Sums of each metric over ``pairs`` (i, j, gt; rows of ``images`` and the codes) for the
+    swap and the two copy baselines, plus "swap_to_pose" (MSE only): the swap against the pose
+    image. Far below "copy_pose" (the truth against the pose image), the model copies the pose
+    image instead of transferring it."""
     import torch
 
     from ..media.convert import to_tensor
-    from . import metrics as M
 
-    acc = _Means(BASELINES)
-    to_pose = 0.0
+    acc = Sums(BASELINES, mse_only=("swap_to_pose",))
     starts = range(0, len(pairs), batch_size)
     if progress is not None:
         starts = progress(starts, total=len(starts), desc="transfer")
@@ -222,25 +261,23 @@ def transfer_metrics(model, images: np.ndarray, id_codes, pose_codes, pairs: np.
             acc.add("swap", out, truth)
             acc.add("copy_pose", x_j, truth)
             acc.add("copy_identity", x_i, truth)
-            to_pose += float(M.mse(out, x_j).sum())
+            acc.add("swap_to_pose", out, x_j)
             acc.n += len(i)
-    means = acc.means()
-    means["mse"]["swap_to_pose"] = to_pose / acc.n if acc.n else None
-    return means
+    return acc
 
 
-def reconstruction_metrics(model, images: np.ndarray, id_codes, pose_codes, index: np.ndarray, device,
-                           batch_size: int = 128) -> dict:
-    """{metric: value} of G(E_id(x), E_pose(x)) against x over the images in ``index``."""
+def reconstruction_sums(model, images: np.ndarray, id_codes, pose_codes, index: np.ndarray, device,
+                        batch_size: int = 128) -> Sums:
+    """Sums of each metric of G(E_id(x), E_pose(x)) against x over the rows ``index``."""
     import torch
 
     from ..media.convert import to_tensor
 
-    acc = _Means(["reconstruction"])
+    acc = Sums(["reconstruction"])
     with torch.inference_mode():
         for s in range(0, len(index), batch_size):
             k = index[s : s + batch_size]
             out = model.generate(id_codes[k].to(device), pose_codes[k].to(device)).float().clamp(0, 1)
             acc.add("reconstruction", out, to_tensor(images[k], device))
             acc.n += len(k)
-    return {m: v["reconstruction"] for m, v in acc.means().items()}
+    return acc

@@ -62,6 +62,11 @@ def setup(device: torch.device) -> tuple[Dist, torch.device]:
     return Dist(rank, local, world), device
 
 
+def slow_group():
+    """The gloo group with the long timeout (None outside torchrun: the default group)."""
+    return _slow_group
+
+
 def teardown() -> None:
     global _slow_group
     if dist.is_available() and dist.is_initialized():
