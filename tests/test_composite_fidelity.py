@@ -115,6 +115,24 @@ def test_row_fill_continues_the_road():
     assert (scene[~hole] == road[~hole]).all()
 
 
+def test_hole_keeps_only_the_object_parts():
+    """What GrabCut takes in apart from the object (a building's windows above it, a piece of a
+    neighbouring car) is not erased: only the parts touching the cues' common core stay."""
+    from posecli.pipelines.composite import object_parts
+
+    core = np.zeros((80, 100), bool)
+    core[40:70, 10:90] = True  # the car
+    core[5:12, 20:28] = core[5:12, 60:68] = True  # two windows
+    core[72:79, 85:99] = True  # a corner of another car
+    sure = np.zeros_like(core)
+    sure[50:60, 30:70] = True
+    car = np.zeros_like(core)
+    car[40:70, 10:90] = True
+    assert (object_parts(core, sure) == car).all()
+    assert (object_parts(core, np.zeros_like(core)) == car).all()  # no core: the largest part
+    assert (object_parts(car, sure) == car).all()
+
+
 @pytest.mark.parametrize("kind", ["auto", "model", "grabcut"])
 def test_matte_of_a_rendered_car_has_no_halo(kind):
     """The matte of a car ray-cast on the plain dataset background matches its true coverage: no grey wings."""

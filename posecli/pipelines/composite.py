@@ -315,7 +315,7 @@ def original_region(original: np.ndarray, box: Box, matter: Matter, prior: np.nd
         m = m * (cv2.dilate(probable.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0)
         matter.last = "grabcut (seeded by the crop's row difference and the model's reconstruction)"
     used = matter.last
-    core = (m > 0.3) & inside
+    core = object_parts((m > 0.3) & inside, sure)
     if not core.any():
         return None, m, used
     d = max(2, round(HOLE_GROW * max(box.w, box.h)))
@@ -324,6 +324,23 @@ def original_region(original: np.ndarray, box: Box, matter: Matter, prior: np.nd
         shade = shadow_like(ctx, bg)
         hole &= ~(shade & ~cue) if cue is not None else ~shade
     return (x0, y0, hole), m, used
+
+
+def object_parts(core: np.ndarray, sure: np.ndarray) -> np.ndarray:
+    """The connected parts of a matte that belong to the object: those touching ``sure`` (the
+    cues' common core), else the largest. GrabCut also takes in what differs from the ground
+    nearby, such as a building's windows at the top of the box or a piece of a neighbouring
+    car; filling those in only added error."""
+    import cv2
+
+    n, lab = cv2.connectedComponents(core.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return core
+    keep = np.unique(lab[core & sure])
+    keep = keep[keep > 0]
+    if not len(keep):
+        keep = [1 + int(np.argmax(np.bincount(lab[core])[1:]))]
+    return np.isin(lab, keep)
 
 
 def fill_region(work: np.ndarray, hole, how: str = "rows", forbidden: np.ndarray | None = None,
