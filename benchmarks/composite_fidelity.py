@@ -17,7 +17,7 @@ The library call behind ``posecli composite`` then runs with:
   generator's own error;
 
 for the default options and for each option changed alone (matte, blend,
---remove-original, --harmonize, --shadow, --upscale). Reported per row (mean
+--remove-original, --harmonize, --id-colour, --shadow, --upscale). Reported per row (mean
 over seeds): MSE and SSIM over the whole image and inside the boxes, the
 ratio of the whole-image MSE to the untouched scene's (mean, worst seed and
 the number of seeds worse than untouched), and the IoU of the placed matte
@@ -182,7 +182,7 @@ def composite_defaults() -> dict:
     return {k: p.default for k, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY and k != "debug"}
 
 
-CORE = ("matte", "blend", "remove_original", "harmonize_strength")  # what the issue asks per setting
+CORE = ("matte", "blend", "remove_original", "harmonize_strength", "id_colour")  # what the issue asks, and the id colour
 
 
 def variants(which: str = "all") -> list[tuple[str, dict]]:
@@ -196,6 +196,8 @@ def variants(which: str = "all") -> list[tuple[str, dict]]:
                "remove_original": [False, True], "harmonize_strength": [0.0, 0.5]}
     if "shadow" in d:
         choices["shadow"] = [0.0, 0.35]
+    if "id_colour" in d:
+        choices["id_colour"] = [0.0, 0.5, 1.0]
     if "upscale" in d:
         from posecli.pipelines.composite import INPAINTS, UPSCALES
 

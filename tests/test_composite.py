@@ -228,6 +228,30 @@ def test_harmonize_moves_colour_towards_the_surroundings():
     np.testing.assert_array_equal(harm.pixels[keep], scene[keep])
 
 
+class DriftModel(BlobModel):
+    """BlobModel drawing every object in a washed-out colour: a generator's drift on an unseen identity."""
+
+    def generate(self, identity, pose):
+        return super().generate(0.5 * identity + 0.3, pose)
+
+
+def test_id_colour_takes_the_identity_images_colours():
+    ident = np.full((40, 40, 3), 230, np.uint8)
+    ident[12:28, 6:34] = (20, 40, 220)  # a blue object on the renders' plain grey
+    scene = _scene()
+    box = Box(30, 50, 60, 40)
+    centre = (slice(65, 75), slice(52, 68))
+    blue = np.array([20, 40, 220])
+    far = {}
+    for s in (0.0, 0.5, 1.0):
+        res = composite(DriftModel(), scene, ident, [box], matte="model", id_colour=s)
+        far[s] = np.abs(res.pixels[centre].reshape(-1, 3).astype(float).mean(0) - blue).sum()
+        np.testing.assert_array_equal(res.pixels[_outside(scene.shape, [box])], scene[_outside(scene.shape, [box])])
+    assert far[1.0] < 0.25 * far[0.0] and far[1.0] < far[0.5] < far[0.0], far
+    with pytest.raises(UsageError, match="--id-colour 1.5"):
+        composite(DriftModel(), scene, ident, [box], id_colour=1.5)
+
+
 def test_added_object_in_the_pose_of_another_image():
     scene = _scene()
     pose_img = np.full((50, 70, 3), 230, np.uint8)
@@ -298,7 +322,8 @@ def test_rembg_matte_reuses_one_session(monkeypatch):
     monkeypatch.setattr(rembg, "remove", fake_remove)
     res = composite(BlobModel(), _scene(), BLUE_ID, [Box(30, 50, 60, 40), Box(100, 10, 40, 30)], matte="rembg",
                     remove_original=True)
-    assert made == [1] and seen == ["SESSION"] * 4
+    # one session for the 5 mattes: the identity image (--id-colour), 2 renders, 2 original objects
+    assert made == [1] and seen == ["SESSION"] * 5
     assert [r["matte"] for r in res.report] == ["rembg", "rembg"]
 
 

@@ -51,6 +51,10 @@ Shadow = Annotated[float, _opt("--shadow", metavar="S", min=0.0, max=1.0, show_d
                                help="Darkness of a soft contact shadow under each placed object (0: none). On toy "
                                "streets, where the old car's shadow is kept, 0.35 measured 0.66 against 0.65 (bundled "
                                "model) and 0.131 against 0.135 (true renders): for objects without a shadow.")]
+IdColour = Annotated[float, _opt("--id-colour", metavar="S", min=0.0, max=1.0, show_default=True,
+                                 help="Move each generated object's colours (Lab mean and spread) this far towards "
+                                 "the --id image's object (0: off): a model drifts in colour on identities it never "
+                                 "saw. IDCOLOUR_FIGURES")]
 Upscale = Annotated[str, _opt("--upscale", metavar="HOW", show_default=True, help="How generated squares are "
                               "enlarged to their box: linear | cubic | lanczos | sharp (lanczos + unsharp mask). On "
                               "toy streets with the bundled 64-px model: linear 0.65, cubic 0.66, lanczos 0.66, sharp "
@@ -91,6 +95,7 @@ def composite(
     harmonize_strength: Strength = 0.5,
     remove_original: Remove = True,
     shadow: Shadow = 0.0,
+    id_colour: IdColour = 0.5,
     upscale: Upscale = "linear",
     inpaint: Inpaint = "rows",
     choke: Choke = True,
@@ -130,7 +135,7 @@ def composite(
         _run(scene, identity, output, box, boxes, pose, at, model, matte, blend, fit, margin,
              harmonize_strength if harmonize else 0.0, remove_original, debug_masks, device, overwrite,
              skip_existing, keep_going, json_out, quiet, allow_empty=allow_empty, shard_spec=shard,
-             look=dict(shadow=shadow, upscale=upscale, inpaint_with=inpaint, choke=choke))
+             look=dict(shadow=shadow, upscale=upscale, inpaint_with=inpaint, choke=choke, id_colour=id_colour))
 
 
 

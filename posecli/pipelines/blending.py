@@ -112,17 +112,36 @@ def harmonize(src: np.ndarray, alpha: np.ndarray, dst: np.ndarray, box, strength
     ``strength`` 1 matches them fully (a red car on a grey road turns grey);
     0.5, the default, keeps most of the object's own colour. Returns new pixels.
     """
-    import cv2
-
     width = ring or max(4, int(0.25 * max(box.w, box.h)))
     (x0, y0, x1, y1), ring_m = ring_mask(dst.shape, box.x, box.y, box.w, box.h, width)
-    obj = alpha > 0.5
-    if ring_m.sum() < 16 or obj.sum() < 16:
+    if ring_m.sum() < 16:
         return src
     target = _lab(dst[y0:y1, x0:x1])[ring_m]
+    return move_colours(src, alpha > 0.5, target.mean(0), target.std(0), strength)
+
+
+def match_colours(src: np.ndarray, alpha: np.ndarray, ref: np.ndarray, ref_alpha: np.ndarray,
+                  strength: float = 0.5) -> np.ndarray:
+    """The object of ``src`` (where ``alpha`` > 0.5) with its Lab mean/std per channel moved towards those
+    of the object of ``ref`` (where ``ref_alpha`` > 0.5) by ``strength``: a generated object takes the
+    colours of the identity image it was drawn from. Returns new pixels."""
+    obj = ref_alpha > 0.5
+    if obj.sum() < 16:
+        return src
+    lab = _lab(ref[:, :, :3])[obj]
+    return move_colours(src, alpha > 0.5, lab.mean(0), lab.std(0), strength)
+
+
+def move_colours(src: np.ndarray, obj: np.ndarray, mu_t: np.ndarray, sd_t: np.ndarray,
+                 strength: float) -> np.ndarray:
+    """Every pixel of ``src`` moved in Lab so that the pixels in ``obj`` would have the mean ``mu_t`` and
+    standard deviation ``sd_t`` per channel at ``strength`` 1 (a fraction of the way below 1)."""
+    import cv2
+
+    if obj.sum() < 16:
+        return src
     lab = _lab(src[:, :, :3])
     mu_o, sd_o = lab[obj].mean(0), lab[obj].std(0)
-    mu_t, sd_t = target.mean(0), target.std(0)
     matched = (lab - mu_o) / np.maximum(sd_o, 1e-3) * sd_t + mu_t
     out = lab + strength * (matched - lab)
     out[..., 0] = np.clip(out[..., 0], 0, 100)

@@ -34,7 +34,8 @@ import numpy as np
 
 from ..errors import UsageError
 from ..regions import Box, crop
-from .blending import BLENDS, alpha_blend, contact_shadow, feather_alpha, harmonize, inpaint, poisson_blend
+from .blending import (BLENDS, alpha_blend, contact_shadow, feather_alpha, harmonize, inpaint, match_colours,
+                       poisson_blend)
 from .boxfile import boxes_for, load_boxes  # noqa: F401 (part of this module's API)
 from .matting import Matter
 
@@ -375,7 +376,7 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
               blend: str = "alpha", fit: str = "frame", margin: float = 0.0, harmonize_strength: float = 0.0,
               remove_original: bool = True, feather: float | None = None, shadow: float = 0.0,
               upscale: str = "linear", inpaint_with: str = "rows", choke: bool = True,
-              debug: bool = False) -> CompositeResult:
+              id_colour: float = 0.5, debug: bool = False) -> CompositeResult:
     """The scene with each box's object replaced by the identity of ``id_pixels`` in that object's pose.
 
     scene: uint8 HxW, HxWx1, HxWx3 or HxWx4 (kept as given; colour goes to
@@ -390,8 +391,10 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
     (``original_region``, filled by ``inpaint_with``: rows | telea). shadow > 0:
     a soft contact shadow of that darkness under each placed object.
     upscale: how generated squares are enlarged (``UPSCALES``). feather,
-    choke: see ``place_object``. The report has one dict per box, in the
-    order given.
+    choke: see ``place_object``. id_colour > 0 moves each generated object's
+    Lab mean and spread towards the ``id_pixels`` object's by that fraction:
+    it corrects a generator's colour drift on identities it never saw. The
+    report has one dict per box, in the order given.
     """
     import cv2
 
@@ -403,6 +406,8 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
         raise UsageError(f"harmonize strength {harmonize_strength}: expected 0..1")
     if not 0.0 <= shadow <= 1.0:
         raise UsageError(f"--shadow {shadow}: expected 0..1")
+    if not 0.0 <= id_colour <= 1.0:
+        raise UsageError(f"--id-colour {id_colour}: expected 0..1")
     if upscale not in UPSCALES:
         raise UsageError(f"--upscale {upscale}: expected one of {', '.join(UPSCALES)}")
     if inpaint_with not in INPAINTS:
@@ -430,8 +435,11 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
 
     # Mattes and placements first: a new object's silhouette also seeds the matte of the one it replaces.
     fitted = []
+    id_matte = matter(id_square) if id_colour > 0 else None
     for i, t in enumerate(targets):
         m = matter(renders[i], alpha=None if gen_alpha is None else gen_alpha[i])
+        if id_matte is not None:
+            renders[i] = match_colours(renders[i], m, id_square, id_matte, id_colour)
         fitted.append(place_object(renders[i], m, t.box, fit, margin, feather, upscale, choke))
         report[i]["matte"] = matter.last
         if debug:
