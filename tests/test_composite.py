@@ -244,12 +244,15 @@ def test_id_colour_takes_the_identity_images_colours():
     blue = np.array([20, 40, 220])
     far = {}
     for s in (0.0, 0.5, 1.0):
-        res = composite(DriftModel(), scene, ident, [box], matte="model", id_colour=s)
+        res = composite(DriftModel(), scene, ident, [box], matte="model", id_colour=s, fit_identity=0)
         far[s] = np.abs(res.pixels[centre].reshape(-1, 3).astype(float).mean(0) - blue).sum()
         np.testing.assert_array_equal(res.pixels[_outside(scene.shape, [box])], scene[_outside(scene.shape, [box])])
     assert far[1.0] < 0.25 * far[0.0] and far[1.0] < far[0.5] < far[0.0], far
     with pytest.raises(UsageError, match="--id-colour 1.5"):
         composite(DriftModel(), scene, ident, [box], id_colour=1.5)
+    # fitting the identity code to the --id image corrects the drift too (the default)
+    fitted = composite(DriftModel(), scene, ident, [box], matte="model", fit_identity=200)
+    assert np.abs(fitted.pixels[centre].reshape(-1, 3).astype(float).mean(0) - blue).sum() < 0.5 * far[0.0]
 
 
 def test_added_object_in_the_pose_of_another_image():
@@ -322,8 +325,8 @@ def test_rembg_matte_reuses_one_session(monkeypatch):
     monkeypatch.setattr(rembg, "remove", fake_remove)
     res = composite(BlobModel(), _scene(), BLUE_ID, [Box(30, 50, 60, 40), Box(100, 10, 40, 30)], matte="rembg",
                     remove_original=True)
-    # one session for the 5 mattes: the identity image (--id-colour), 2 renders, 2 original objects
-    assert made == [1] and seen == ["SESSION"] * 5
+    # one session for the 4 mattes: 2 renders, 2 original objects (and the --id image with --id-colour)
+    assert made == [1] and seen == ["SESSION"] * 4
     assert [r["matte"] for r in res.report] == ["rembg", "rembg"]
 
 

@@ -57,6 +57,10 @@ IdColour = Annotated[float, _opt("--id-colour", metavar="S", min=0.0, max=1.0, s
                                  "saw. On 40 toy streets (MSE / untouched, bundled model): 0.5 scores 0.555 with no street worse than "
                                  "untouched, 0 scores 0.558 with 2 worse, 1 scores 0.59. With true renders 0 is "
                                  "best (0.107 against 0.118).")]
+FitIdentity = Annotated[int, _opt("--fit-identity", metavar="STEPS", min=0, max=10000, show_default=True,
+                                  help="Refine the --id image's identity code by this many steps of test-time "
+                                  "latent optimisation (the generator redraws the --id image; 0: the encoder's code "
+                                  "alone). FITID_FIGURES")]
 Upscale = Annotated[str, _opt("--upscale", metavar="HOW", show_default=True, help="How generated squares are "
                               "enlarged to their box: linear | cubic | lanczos | sharp (lanczos + unsharp mask). On "
                               "toy streets with the bundled 64-px model: linear 0.54, cubic 0.55, lanczos 0.55, sharp "
@@ -97,7 +101,8 @@ def composite(
     harmonize_strength: Strength = 0.5,
     remove_original: Remove = True,
     shadow: Shadow = 0.0,
-    id_colour: IdColour = 0.5,
+    id_colour: IdColour = 0.0,
+    fit_identity: FitIdentity = 100,
     upscale: Upscale = "linear",
     inpaint: Inpaint = "rows",
     choke: Choke = True,
@@ -137,7 +142,8 @@ def composite(
         _run(scene, identity, output, box, boxes, pose, at, model, matte, blend, fit, margin,
              harmonize_strength if harmonize else 0.0, remove_original, debug_masks, device, overwrite,
              skip_existing, keep_going, json_out, quiet, allow_empty=allow_empty, shard_spec=shard,
-             look=dict(shadow=shadow, upscale=upscale, inpaint_with=inpaint, choke=choke, id_colour=id_colour))
+             look=dict(shadow=shadow, upscale=upscale, inpaint_with=inpaint, choke=choke, id_colour=id_colour,
+                       fit_identity=fit_identity))
 
 
 

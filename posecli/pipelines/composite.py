@@ -43,6 +43,7 @@ log = logging.getLogger("posecli")
 FITS = ("frame", "box")
 UPSCALES = ("linear", "cubic", "lanczos", "sharp")  # how a generated square is scaled up to its box
 INPAINTS = ("rows", "telea")  # how --remove-original fills the old object's pixels
+MAX_FIT_STEPS = 10000  # --fit-identity: beyond this it is a mistake, not a setting
 HOLE_GROW = 0.02  # the old object's matte is dilated by this fraction of the box (its anti-aliased edge)
 
 
@@ -102,9 +103,37 @@ def whole_square(pixels: np.ndarray, size: int) -> np.ndarray:
     return square_of(rgb_of(pixels), Box(0, 0, w, h), size, 0.0)
 
 
+_FITTED: dict = {}  # the last fitted identity: a folder of scenes with one --id fits it once
+
+
+def identity_code(model, id_square: np.ndarray, fit_steps: int = 0):
+    """The identity code of ``id_square`` (the model's size): the encoder's, or with ``fit_steps`` > 0
+    refined by test-time latent optimisation (``posecli.training.invert.fit_identity``)."""
+    import hashlib
+    import weakref
+
+    import torch
+
+    from ..media.convert import to_tensor
+    from .encode import model_device
+
+    x = to_tensor(id_square, model_device(model))
+    if fit_steps <= 0:
+        with torch.inference_mode():
+            return model.encode_identity(x)
+    from ..training.invert import fit_identity
+
+    key = (hashlib.sha1(np.ascontiguousarray(id_square).tobytes()).hexdigest(), fit_steps)
+    ref = _FITTED.get("model")
+    if _FITTED.get("key") != key or ref is None or ref() is not model:
+        _FITTED.update(key=key, model=weakref.ref(model), code=fit_identity(model, x, fit_steps))
+    return _FITTED["code"]
+
+
 def generate(model, id_square: np.ndarray, pose_squares: list[np.ndarray],
-             batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint8 (N, S, S, 3) renders of the identity in each pose, and their alpha (N, S, S) when the model has one."""
+             batch_size: int = 64, fit_steps: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 (N, S, S, 3) renders of the identity in each pose, and their alpha (N, S, S) when the model has one.
+    ``fit_steps``: see ``identity_code``."""
     import torch
 
     from ..media.convert import to_pixels, to_tensor
@@ -112,8 +141,8 @@ def generate(model, id_square: np.ndarray, pose_squares: list[np.ndarray],
 
     dev = model_device(model)
     outs = []
+    identity = identity_code(model, id_square, fit_steps)
     with torch.inference_mode():
-        identity = model.encode_identity(to_tensor(id_square, dev))
         for start in range(0, len(pose_squares), batch_size):
             pose = model.encode_pose(to_tensor(np.stack(pose_squares[start : start + batch_size]), dev))
             outs.append(to_pixels(model.generate(identity.expand(len(pose), *identity.shape[1:]), pose)))
@@ -376,7 +405,7 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
               blend: str = "alpha", fit: str = "frame", margin: float = 0.0, harmonize_strength: float = 0.0,
               remove_original: bool = True, feather: float | None = None, shadow: float = 0.0,
               upscale: str = "linear", inpaint_with: str = "rows", choke: bool = True,
-              id_colour: float = 0.5, debug: bool = False) -> CompositeResult:
+              id_colour: float = 0.0, fit_identity: int = 100, debug: bool = False) -> CompositeResult:
     """The scene with each box's object replaced by the identity of ``id_pixels`` in that object's pose.
 
     scene: uint8 HxW, HxWx1, HxWx3 or HxWx4 (kept as given; colour goes to
@@ -393,8 +422,10 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
     upscale: how generated squares are enlarged (``UPSCALES``). feather,
     choke: see ``place_object``. id_colour > 0 moves each generated object's
     Lab mean and spread towards the ``id_pixels`` object's by that fraction:
-    it corrects a generator's colour drift on identities it never saw. The
-    report has one dict per box, in the order given.
+    it corrects a generator's colour drift on identities it never saw.
+    fit_identity > 0: refine the identity code by that many steps of test-time
+    latent optimisation on ``id_pixels`` (``identity_code``). The report has
+    one dict per box, in the order given.
     """
     import cv2
 
@@ -408,6 +439,8 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
         raise UsageError(f"--shadow {shadow}: expected 0..1")
     if not 0.0 <= id_colour <= 1.0:
         raise UsageError(f"--id-colour {id_colour}: expected 0..1")
+    if not 0 <= fit_identity <= MAX_FIT_STEPS:
+        raise UsageError(f"--fit-identity {fit_identity}: expected 0..{MAX_FIT_STEPS} steps")
     if upscale not in UPSCALES:
         raise UsageError(f"--upscale {upscale}: expected one of {', '.join(UPSCALES)}")
     if inpaint_with not in INPAINTS:
@@ -429,7 +462,7 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
     poses = [square_of(original, t.box, size, margin) if t.pose is None else whole_square(t.pose, size)
              for t in targets]
     id_square = whole_square(id_pixels, size)
-    renders, gen_alpha = generate(model, id_square, poses)
+    renders, gen_alpha = generate(model, id_square, poses, fit_steps=fit_identity)
     if debug:
         dbg["identity"] = id_square
 
