@@ -106,9 +106,10 @@ def whole_square(pixels: np.ndarray, size: int) -> np.ndarray:
 _FITTED: dict = {}  # the last fitted identity: a folder of scenes with one --id fits it once
 
 
-def identity_code(model, id_square: np.ndarray, fit_steps: int = 0):
+def identity_code(model, id_square: np.ndarray, fit_steps: int = 0, progress=None):
     """The identity code of ``id_square`` (the model's size): the encoder's, or with ``fit_steps`` > 0
-    refined by test-time latent optimisation (``posecli.training.invert.fit_identity``)."""
+    refined by test-time latent optimisation (``posecli.training.invert.fit_identity``; ``progress``
+    wraps its steps). The last fitted code is kept: the scenes of one run fit once."""
     import hashlib
     import weakref
 
@@ -126,7 +127,7 @@ def identity_code(model, id_square: np.ndarray, fit_steps: int = 0):
     key = (hashlib.sha1(np.ascontiguousarray(id_square).tobytes()).hexdigest(), fit_steps)
     ref = _FITTED.get("model")
     if _FITTED.get("key") != key or ref is None or ref() is not model:
-        _FITTED.update(key=key, model=weakref.ref(model), code=fit_identity(model, x, fit_steps))
+        _FITTED.update(key=key, model=weakref.ref(model), code=fit_identity(model, x, fit_steps, progress=progress))
     return _FITTED["code"]
 
 

@@ -21,9 +21,10 @@ import torch
 FIT_LR = 0.02  # Adam on the codes (standardised scale: LORD's codes have unit spread)
 
 
-def fit_identity(model, x: torch.Tensor, steps: int, lr: float = FIT_LR) -> torch.Tensor:
+def fit_identity(model, x: torch.Tensor, steps: int, lr: float = FIT_LR, progress=None) -> torch.Tensor:
     """The identity code of the image ``x`` (1, 3, S, S) in [0, 1], on the model's device: the
-    encoder's code refined by ``steps`` steps of reconstruction (``steps`` 0: the encoder's code)."""
+    encoder's code refined by ``steps`` steps of reconstruction (``steps`` 0: the encoder's code).
+    ``progress``: an optional wrapper of the steps, called as ``progress(iterable, total)``."""
     from .losses import ReconstructionLoss
 
     with torch.no_grad():
@@ -43,7 +44,7 @@ def fit_identity(model, x: torch.Tensor, steps: int, lr: float = FIT_LR) -> torc
             z = identity.detach().clone().requires_grad_(True)
             q = pose.detach().clone().requires_grad_(True)
             opt = torch.optim.Adam([z, q], lr=lr)
-            for _ in range(steps):
+            for _ in (range(steps) if progress is None else progress(range(steps), steps)):
                 loss = loss_fn(model.generate(z, q)[:, :3].float(), target[:, :3])  # RGB (not an alpha channel)
                 if not loss.requires_grad:  # a generator that is no function of its codes (a lookup)
                     return identity
