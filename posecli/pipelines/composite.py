@@ -128,7 +128,7 @@ def identity_code(model, id_square: np.ndarray, fit_steps: int = 0, progress=Non
     ref = _FITTED.get("model")
     if _FITTED.get("key") != key or ref is None or ref() is not model:
         _FITTED.update(key=key, model=weakref.ref(model), code=fit_identity(model, x, fit_steps, progress=progress))
-    return _FITTED["code"]
+    return _FITTED["code"].to(x.device)
 
 
 def generate(model, id_square: np.ndarray, pose_squares: list[np.ndarray],
