@@ -181,7 +181,7 @@ def composite_defaults() -> dict:
     from posecli.pipelines.composite import composite
 
     sig = inspect.signature(composite)
-    return {k: p.default for k, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY and k != "debug"}
+    return {k: p.default for k, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY and k not in ("debug", "id_code")}
 
 
 CORE = ("matte", "blend", "remove_original", "harmonize_strength", "id_colour", "fit_identity")  # the issue's, and the identity's
@@ -226,7 +226,7 @@ def run_seed(seed: int, model, work: Path, width: int, height: int, cars: int, m
     from posecli.data.synth.scene import render_scene
     from posecli.media.images import read_image
     from posecli.pipelines.boxfile import load_boxes
-    from posecli.pipelines.composite import composite, square_of
+    from posecli.pipelines.composite import composite, identity_code, square_of, whole_square
 
     out = work / f"seed{seed}"
     render_scene(out, cars=cars, width=width, height=height, seed=seed, overwrite=True)
@@ -245,6 +245,7 @@ def run_seed(seed: int, model, work: Path, width: int, height: int, cars: int, m
         name = "oracle" if s == model.image_size else f"oracle@{s}"
         gens[name] = (s, None)
     defaults = composite_defaults()
+    codes = {}  # fitting steps -> the model's code of the --id image
     for gname, gen in gens.items():
         for vname, over in variants(which):
             if gname.startswith("oracle@") and vname not in ("default", "remove_original=False",
@@ -260,6 +261,11 @@ def run_seed(seed: int, model, work: Path, width: int, height: int, cars: int, m
                 gen_model = gen
             matter = matters[kw["matte"]]
             t0 = time.perf_counter()
+            if not isinstance(gen, tuple):  # the --id code once per seed and setting, as the CLI does per run
+                steps = kw.get("fit_identity", 0)
+                if steps not in codes:
+                    codes[steps] = identity_code(gen_model, whole_square(ident, gen_model.image_size), steps)
+                kw["id_code"] = codes[steps]
             res = composite(gen_model, scene, ident, boxes, **{**kw, "matte": matter}, debug=True)
             secs = time.perf_counter() - t0
             r = scores(res.pixels, truth, inside)

@@ -46,49 +46,60 @@ def test_fitted_code_redraws_the_image_better(tiny):
         assert torch.allclose(fit_identity(tiny, x, 200, lr=0.1), fitted)
 
 
-def test_composite_fits_once_per_identity(tiny, monkeypatch):
+def _counting_fit(monkeypatch) -> list:
     import posecli.training.invert as inv
-    from posecli.errors import UsageError
-    from posecli.pipelines.composite import composite
-    from posecli.regions import Box
 
     calls = []
     real = inv.fit_identity
-    monkeypatch.setattr(inv, "fit_identity", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(inv, "fit_identity", lambda m, x, steps, **k: calls.append(steps) or real(m, x, steps, **k))
+    return calls
+
+
+def test_composite_fits_the_identity_or_takes_a_code(tiny, monkeypatch):
+    from posecli.errors import UsageError
+    from posecli.pipelines.composite import composite, identity_code, whole_square
+    from posecli.regions import Box
+
+    calls = _counting_fit(monkeypatch)
     rng = np.random.default_rng(0)
     scene = rng.integers(60, 90, (80, 120, 3)).astype(np.uint8)
     ident = np.full((40, 40, 3), 230, np.uint8)
     ident[12:28, 6:34] = (20, 40, 220)
     box = Box(20, 20, 50, 40)
     kw = dict(matte="model", remove_original=False, debug=True)
-    a = composite(tiny, scene, ident, [box], fit_identity=5, **kw)
-    b = composite(tiny, scene, ident, [box], fit_identity=5, **kw)
-    # the second scene reuses the fit
-    assert calls == [1] and np.array_equal(a.debug["box0_generated"], b.debug["box0_generated"])
-    other = ident.copy()
-    other[12:28, 6:34] = (220, 40, 20)
-    composite(tiny, scene, other, [box], fit_identity=5, **kw)
-    assert calls == [1, 1]
+    fitted = composite(tiny, scene, ident, [box], fit_identity=5, **kw)
     plain = composite(tiny, scene, ident, [box], fit_identity=0, **kw)
-    assert not np.array_equal(plain.debug["box0_generated"], a.debug["box0_generated"])
+    assert calls == [5, 0]
+    assert not np.array_equal(plain.debug["box0_generated"], fitted.debug["box0_generated"])
+    # a code computed once is used as given: no fit for each further scene
+    code = identity_code(tiny, whole_square(ident, tiny.image_size), 5)
+    again = composite(tiny, scene, ident, [box], fit_identity=5, id_code=code, **kw)
+    assert calls == [5, 0, 5] and np.array_equal(again.debug["box0_generated"], fitted.debug["box0_generated"])
     with pytest.raises(UsageError, match="--fit-identity -1"):
         composite(tiny, scene, ident, [box], fit_identity=-1)
 
 
-def test_cli_fit_identity(runner, tiny_model_path, tmp_path):
+def test_cli_fit_identity(runner, tiny_model_path, tmp_path, monkeypatch):
+    """A folder of scenes fits the --id image once; a bad step count is a one-line usage error."""
     import json
 
     from posecli.media.images import write_image
     from tests.conftest import invoke
 
+    calls = _counting_fit(monkeypatch)
     rng = np.random.default_rng(0)
-    scene, ident = tmp_path / "scene.png", tmp_path / "id.png"
-    write_image(scene, rng.integers(60, 90, (80, 120, 3)).astype(np.uint8))
+    scenes, ident = tmp_path / "scenes", tmp_path / "id.png"
+    for k in range(2):
+        write_image(scenes / f"s{k}.png", rng.integers(60, 90, (80, 120, 3)).astype(np.uint8))
     write_image(ident, np.full((40, 40, 3), (20, 40, 220), np.uint8))
-    r = invoke(runner, ["composite", "--scene", scene, "--id", ident, "--box", "20,20,50,40", "-m", tiny_model_path,
-                        "--fit-identity", "3", "--allow-empty", "--json", "-q", "-o", tmp_path / "out.png"])
+    args = ["composite", "--scene", scenes, "--id", ident, "--box", "20,20,50,40", "-m", tiny_model_path,
+            "--fit-identity", "3", "--allow-empty", "--json", "-q", "-o", tmp_path / "out"]
+    r = invoke(runner, args)
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["boxes"][0]["box"] == [20, 20, 50, 40]
-    r = invoke(runner, ["composite", "--scene", scene, "--id", ident, "--box", "20,20,50,40", "-m", tiny_model_path,
-                        "--fit-identity", "-1", "-o", tmp_path / "bad.png"])
+    assert calls == [3] and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s0.png", "s1.png"]
+    assert [json.loads(line)["boxes"][0]["box"] for line in r.stdout.splitlines()] == [[20, 20, 50, 40]] * 2
+    r = invoke(runner, [*args, "--skip-existing"])  # nothing left to do: no fit either
+    assert r.exit_code == 0 and calls == [3]
+    r = invoke(runner, ["composite", "--scene", scenes / "s0.png", "--id", ident, "--box", "20,20,50,40", "-m",
+                        tiny_model_path, "--fit-identity", "-1", "-o", tmp_path / "bad.png"])
     assert r.exit_code == 2 and "--fit-identity" in r.stderr and not (tmp_path / "bad.png").exists()

@@ -282,14 +282,15 @@ def _run(scene, identity, output, box_specs, boxes_file, pose_specs, at_specs, m
             emit_json(info)
         return info
 
-    fit_steps = (look or {}).get("fit_identity", 0)
-    if fit_steps and any(not (skip_existing and out_of[p] is not None and Path(out_of[p]).exists())
-                         for p in scene_paths):  # fit once, with its own bar; composite() then reuses the code
+    look = dict(look or {})
+    if any(not (skip_existing and out_of[p] is not None and Path(out_of[p]).exists()) for p in scene_paths):
+        # the --id image's code once for every scene (its fit has its own bar)
         from posecli.pipelines.composite import identity_code, whole_square
 
-        identity_code(net, whole_square(id_pixels, net.image_size), fit_steps,
-                      progress=lambda it, total: progress(it, total=total, desc="fitting the identity", unit="step",
-                                                          quiet=quiet or output == "-"))
+        look["id_code"] = identity_code(
+            net, whole_square(id_pixels, net.image_size), look.get("fit_identity", 0),
+            progress=lambda it, total: progress(it, total=total, desc="fitting the identity", unit="step",
+                                                quiet=quiet or output == "-"))
     with progress(total=len(scene_paths), desc="composite", unit="scene", quiet=quiet or output == "-") as bar:
         res = run_batch(scene_paths, one, output_of=lambda p: out_of[p], overwrite=overwrite,
                         skip_existing=skip_existing, keep_going=keep_going, bar=bar)

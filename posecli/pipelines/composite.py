@@ -103,38 +103,20 @@ def whole_square(pixels: np.ndarray, size: int) -> np.ndarray:
     return square_of(rgb_of(pixels), Box(0, 0, w, h), size, 0.0)
 
 
-_FITTED: dict = {}  # the last fitted identity: a folder of scenes with one --id fits it once
-
-
 def identity_code(model, id_square: np.ndarray, fit_steps: int = 0, progress=None):
-    """The identity code of ``id_square`` (the model's size): the encoder's, or with ``fit_steps`` > 0
-    refined by test-time latent optimisation (``posecli.training.invert.fit_identity``; ``progress``
-    wraps its steps). The last fitted code is kept: the scenes of one run fit once."""
-    import hashlib
-    import weakref
-
-    import torch
-
+    """The identity code of ``id_square`` (the model's size), on the model's device: the encoder's, or
+    with ``fit_steps`` > 0 refined by test-time latent optimisation (``progress`` wraps its steps)."""
     from ..media.convert import to_tensor
+    from ..training.invert import fit_identity
     from .encode import model_device
 
-    x = to_tensor(id_square, model_device(model))
-    if fit_steps <= 0:
-        with torch.inference_mode():
-            return model.encode_identity(x)
-    from ..training.invert import fit_identity
-
-    key = (hashlib.sha1(np.ascontiguousarray(id_square).tobytes()).hexdigest(), fit_steps)
-    ref = _FITTED.get("model")
-    if _FITTED.get("key") != key or ref is None or ref() is not model:
-        _FITTED.update(key=key, model=weakref.ref(model), code=fit_identity(model, x, fit_steps, progress=progress))
-    return _FITTED["code"].to(x.device)
+    return fit_identity(model, to_tensor(id_square, model_device(model)), fit_steps, progress=progress)
 
 
-def generate(model, id_square: np.ndarray, pose_squares: list[np.ndarray],
-             batch_size: int = 64, fit_steps: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint8 (N, S, S, 3) renders of the identity in each pose, and their alpha (N, S, S) when the model has one.
-    ``fit_steps``: see ``identity_code``."""
+def generate(model, identity, pose_squares: list[np.ndarray],
+             batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 (N, S, S, 3) renders of the identity code ``identity`` (from ``identity_code``) in each pose,
+    and their alpha (N, S, S) when the model has one."""
     import torch
 
     from ..media.convert import to_pixels, to_tensor
@@ -142,7 +124,6 @@ def generate(model, id_square: np.ndarray, pose_squares: list[np.ndarray],
 
     dev = model_device(model)
     outs = []
-    identity = identity_code(model, id_square, fit_steps)
     with torch.inference_mode():
         for start in range(0, len(pose_squares), batch_size):
             pose = model.encode_pose(to_tensor(np.stack(pose_squares[start : start + batch_size]), dev))
@@ -406,7 +387,8 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
               blend: str = "alpha", fit: str = "frame", margin: float = 0.0, harmonize_strength: float = 0.0,
               remove_original: bool = True, feather: float | None = None, shadow: float = 0.0,
               upscale: str = "linear", inpaint_with: str = "rows", choke: bool = True,
-              id_colour: float = 0.0, fit_identity: int = 100, debug: bool = False) -> CompositeResult:
+              id_colour: float = 0.0, fit_identity: int = 100, id_code=None,
+              debug: bool = False) -> CompositeResult:
     """The scene with each box's object replaced by the identity of ``id_pixels`` in that object's pose.
 
     scene: uint8 HxW, HxWx1, HxWx3 or HxWx4 (kept as given; colour goes to
@@ -425,8 +407,10 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
     Lab mean and spread towards the ``id_pixels`` object's by that fraction:
     it corrects a generator's colour drift on identities it never saw.
     fit_identity > 0: refine the identity code by that many steps of test-time
-    latent optimisation on ``id_pixels`` (``identity_code``). The report has
-    one dict per box, in the order given.
+    latent optimisation on ``id_pixels`` (``identity_code``). id_code: that
+    code, computed once by the caller for many scenes of one identity (then
+    fit_identity is not used). The report has one dict per box, in the order
+    given.
     """
     import cv2
 
@@ -463,7 +447,9 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
     poses = [square_of(original, t.box, size, margin) if t.pose is None else whole_square(t.pose, size)
              for t in targets]
     id_square = whole_square(id_pixels, size)
-    renders, gen_alpha = generate(model, id_square, poses, fit_steps=fit_identity)
+    if id_code is None:
+        id_code = identity_code(model, id_square, fit_identity)
+    renders, gen_alpha = generate(model, id_code, poses)
     if debug:
         dbg["identity"] = id_square
 

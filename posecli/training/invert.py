@@ -27,11 +27,12 @@ def fit_identity(model, x: torch.Tensor, steps: int, lr: float = FIT_LR, progres
     ``progress``: an optional wrapper of the steps, called as ``progress(iterable, total)``."""
     from .losses import ReconstructionLoss
 
-    with torch.no_grad():
+    with torch.inference_mode():
         identity = model.encode_identity(x).float()
-        pose = model.encode_pose(x).float()
     if steps <= 0:
         return identity
+    with torch.inference_mode():
+        pose = model.encode_pose(x).float()
     loss_fn = ReconstructionLoss("lap")
     frozen = [(p, p.requires_grad) for p in model.parameters()]
     was_training = model.training
