@@ -154,7 +154,7 @@ def _evaluate(labels, model_name, pairs, crop, batch_size, seed, device, leakage
         seed_everything(seed)
         net = load_model(model_name, dev)
         log.info(f"model {net.path} ({net.meta['method']}, {net.image_size}px) on {dev}")
-        part = evaluate_part(net, labels.csv_path, pairs, seed, dev, batch_size, progress, crop, shard)
+        part = evaluate_part(net, labels, pairs, seed, dev, batch_size, progress, crop, shard)
         if part_path is not None:
             save_part(part, part_path, overwrite)
             confirm(f"wrote part {shard} ({part.transfer.n} of {part.meta['pairs']} pairs, {len(part.index)} of "
@@ -172,7 +172,7 @@ def _evaluate(labels, model_name, pairs, crop, batch_size, seed, device, leakage
         return None
     if len(parts) > 1:
         check_parts(parts, [Path(f"rank {p.meta['shard'][0]}") for p in parts])
-    return report_from_parts(parts, labels.csv_path, leakage)
+    return report_from_parts(parts, labels, leakage)
 
 
 def _merge(labels, model_name, output, leakage: bool) -> dict:
@@ -187,7 +187,7 @@ def _merge(labels, model_name, output, leakage: bool) -> dict:
     parts = [load_part(p) for p in paths]
     check_parts(parts, paths, file_sha256(labels.csv_path), file_sha256(resolve_model(model_name)))
     logging.getLogger("posecli").info(f"merging {len(parts)} parts: {', '.join(p.name for p in paths)}")
-    return report_from_parts(parts, labels.csv_path, leakage)
+    return report_from_parts(parts, labels, leakage)
 
 
 def _num(metric: str, value) -> str:

@@ -62,6 +62,7 @@ def pair_name(names: list[str], i: int, j: int) -> str:
 def evaluate_part(model, labels_csv, pairs: int = 1000, seed: int = 0, device="cpu", batch_size: int = 128,
                   progress=None, crop: str = "center", shard=None) -> Part:
     """The share of ``shard`` (a ``posecli.batch.Shard``; None: everything) of an evaluation.
+    ``labels_csv``: a folder with labels.csv, the CSV, or a LabelledSet already read.
 
     Every shard draws the same ``pairs`` (seeded) and owns those whose ``pair_name`` hashes to
     it, and the images whose CSV path does; it reads and encodes only the images these need.
@@ -73,7 +74,7 @@ def evaluate_part(model, labels_csv, pairs: int = 1000, seed: int = 0, device="c
     from ..pipelines.encode import encode_prepared
     from ..runtime import resolve_device
     from . import metrics
-    from .transfer import load_images, read_labels, reconstruction_sums, sample_pairs, transfer_sums
+    from .transfer import LabelledSet, load_images, read_labels, reconstruction_sums, sample_pairs, transfer_sums
 
     if pairs < 1:
         raise UsageError(f"--pairs {pairs}: must be at least 1")
@@ -86,7 +87,7 @@ def evaluate_part(model, labels_csv, pairs: int = 1000, seed: int = 0, device="c
         model = load_model(model, device)
     model = model.to(device).eval()
 
-    labels = read_labels(labels_csv)
+    labels = labels_csv if isinstance(labels_csv, LabelledSet) else read_labels(labels_csv)
     id_lab, pose_lab, id_names, pose_names = labels.codes()
     chosen = sample_pairs(id_lab, pose_lab, pairs, seed)
     if len(chosen) == 0:
@@ -139,9 +140,9 @@ def evaluate_part(model, labels_csv, pairs: int = 1000, seed: int = 0, device="c
 def report_from_parts(parts: list[Part], labels_csv, leakage: bool = True) -> dict:
     """The report of the evaluation the ``parts`` make up together (checked with
     ``posecli.eval.parts.check_parts`` first): summed metrics, and the leakage probe on
-    every image's codes."""
+    every image's codes. ``labels_csv``: as for ``evaluate_part``."""
     from .metrics import PSNR_CAP
-    from .transfer import Sums, read_labels
+    from .transfer import LabelledSet, Sums, read_labels
 
     meta = parts[0].meta
     transfer = Sums.merged([p.transfer for p in parts])
@@ -176,7 +177,8 @@ def report_from_parts(parts: list[Part], labels_csv, leakage: bool = True) -> di
     if leakage:
         from .leakage import leakage as leakage_probe
 
-        id_lab, pose_lab, _, _ = read_labels(labels_csv).codes()
+        labels = labels_csv if isinstance(labels_csv, LabelledSet) else read_labels(labels_csv)
+        id_lab, pose_lab, _, _ = labels.codes()
         order = np.argsort(np.concatenate([p.index for p in parts]), kind="stable")
         id_codes = np.concatenate([p.id_codes for p in parts])[order]
         pose_codes = np.concatenate([p.pose_codes for p in parts])[order]
@@ -193,5 +195,8 @@ def evaluate(model, labels_csv, pairs: int = 1000, seed: int = 0, device="cpu", 
     ``posecli.progress.progress`` (iterable, total=, desc=).
     Raises InputError for unusable data (one line naming the file).
     """
-    part = evaluate_part(model, labels_csv, pairs, seed, device, batch_size, progress, crop)
-    return report_from_parts([part], labels_csv, leakage)
+    from .transfer import read_labels
+
+    labels = read_labels(labels_csv)
+    part = evaluate_part(model, labels, pairs, seed, device, batch_size, progress, crop)
+    return report_from_parts([part], labels, leakage)
