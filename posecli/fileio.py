@@ -194,3 +194,17 @@ def write_bytes_atomic(path: str | Path, data: bytes, overwrite: bool = False) -
     with atomic_path(path, overwrite) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def file_sha256(path) -> str | None:
+    """SHA-256 of a file's bytes (None when there is no such file): how a file is recognised on any
+    machine (eval's parts, a model's --init source)."""
+    import hashlib
+
+    if path is None or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -179,8 +179,9 @@ def _merge(labels, model_name, output, leakage: bool) -> dict:
     """The report of the parts beside ``output``, checked against this data and model."""
     import logging
 
-    from posecli.eval import file_sha256, report_from_parts
+    from posecli.eval import report_from_parts
     from posecli.eval.parts import check_parts, find_parts, load_part
+    from posecli.fileio import file_sha256
     from posecli.modelfile import resolve_model
 
     paths = find_parts(output)

@@ -30,6 +30,7 @@ def train(
     data: Annotated[Optional[list[str]], typer.Argument(help="Folders (a subfolder per identity), videos or folders of videos (one identity each), CSV manifests (path,identity), images (identity = their folder's name), or quoted globs of these.", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="The model file to write (.safetensors).", show_default=False)] = None,
     method: Annotated[str, typer.Option("--method", help=f"Training method: {', '.join(METHODS)}.")] = "lord",
+    init: Annotated[Optional[str], typer.Option("--init", metavar="MODEL", help="Start from this model (a name such as cars, or a file) instead of random weights: fine-tuning. Same method; its size and network options are this run's unless given.", show_default=False)] = None,
     opt: Annotated[Optional[list[str]], typer.Option("--opt", metavar="NAME=VALUE", help="A method option (repeatable); --list-opts shows them with their defaults.", show_default=False)] = None,
     list_opts: Annotated[bool, typer.Option("--list-opts", help="Print the options of --method with their defaults and exit.")] = False,
     size: Annotated[Optional[int], typer.Option("--size", help="Image size: 32, 64 or 128 [default: 64, or 32 when the data's images are smaller than 64 px].", show_default=False)] = None,
@@ -91,7 +92,10 @@ def train(
             raise UsageError(f"--crop {crop}: expected one of {', '.join(CROP_MODES)}")
         given = dict(zip(ALIASES, (stage2_epochs, lr_generator, lr_latent, lr_encoder, noise_std, pose_decay,
                                    stage2_generator, width, identity_dim, pose_dim)))
-        method_options = parse_opts(method, opt or [], {f: (ALIASES[f], v) for f, v in given.items()})
+        network = _network_of(init) if init else {}
+        method_options = parse_opts(method, opt or [], {f: (ALIASES[f], v) for f, v in given.items()}, network)
+        if size is None and "image_size" in network:
+            size = int(network["image_size"])
         if size is None:  # from the data: never upscale small images (read from a few file headers)
             import logging
 
@@ -106,7 +110,7 @@ def train(
                             method_options=method_options)
         summary = run_train(data, output, opts, workdir=workdir, resume=resume, overwrite=overwrite,
                             device=device, crop=crop, fps=fps, clip_seconds=clip_seconds, strict=strict,
-                            quiet=quiet, half=half)
+                            quiet=quiet, half=half, init=init)
         if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
             return
         if json_out:
@@ -118,6 +122,13 @@ def train(
                        + (f", final reconstruction loss {rec:.4g}" if rec is not None else "")
                        + f"); samples in {summary['workdir']}; measure it on held-out data with "
                        f"posecli eval HELDOUT -m {summary['output']}", err=True)
+
+
+def _network_of(init: str) -> dict:
+    """The --init model's architecture (from its metadata alone): the run's defaults."""
+    from posecli.modelfile import read_metadata, resolve_model
+
+    return dict(read_metadata(resolve_model(init)).get("config") or {})
 
 
 def register(app: typer.Typer) -> None:

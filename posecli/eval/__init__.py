@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import file_sha256
+
 __all__ = ["Part", "evaluate", "evaluate_part", "report_from_parts"]
 
 PART_FORMAT = "posecli-eval-part/1"
@@ -38,20 +40,6 @@ class Part:
     index: np.ndarray  # int64 rows of the labels CSV whose codes are here
     id_codes: np.ndarray  # float32 (len(index), identity_dim)
     pose_codes: np.ndarray  # float32 (len(index), pose_dim)
-
-
-def file_sha256(path) -> str | None:
-    """SHA-256 of a file's bytes (None when there is no such file): how the parts of one
-    evaluation recognise their data and model on any machine."""
-    import hashlib
-
-    if path is None or not Path(path).is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def pair_name(names: list[str], i: int, j: int) -> str:

@@ -6,6 +6,7 @@ read its cache), and rank 0 alone writes checkpoints, pictures and the model fil
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import replace
@@ -31,8 +32,12 @@ def train(data_specs: list[str], output: str | Path, opts: TrainOptions = TrainO
           workdir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
           device: str | torch.device = "cpu", crop: str = "center", fps: float = 5.0,
           clip_seconds: float = 0.0, strict: bool = False, quiet: bool = False, half: bool = False,
-          stop_after_steps: int | None = None) -> dict:
-    """Train ``opts.method`` on the data and write the model file; returns a summary."""
+          stop_after_steps: int | None = None, init: str | Path | None = None) -> dict:
+    """Train ``opts.method`` on the data and write the model file; returns a summary.
+
+    ``init`` (a model name or file of the same method and network) is where a new run
+    starts instead of random weights: fine-tuning (``Method.warm_start``).
+    """
     from ..modelfile import SUFFIX
     from ..runtime import resolve_device
     from . import distributed as D
@@ -49,9 +54,10 @@ def train(data_specs: list[str], output: str | Path, opts: TrainOptions = TrainO
     try:
         D.check_batch(opts.batch_size, dist)
         D.main_checks(dist, lambda: check_writable(output, overwrite))  # fail before hours of training, not after
+        source = _init_model(init, opts) if init is not None else None
         return _train(data_specs, output, opts, method_cls, dist, device, workdir=workdir, resume=resume,
                       overwrite=overwrite, crop=crop, fps=fps, clip_seconds=clip_seconds, strict=strict,
-                      quiet=quiet or not dist.main, half=half, stop_after_steps=stop_after_steps)
+                      quiet=quiet or not dist.main, half=half, stop_after_steps=stop_after_steps, init=source)
     except RuntimeError as e:
         if D.peer_failure(e, dist):
             raise PoseCliError(f"another process of this torchrun job stopped (its error is above): "
@@ -61,8 +67,35 @@ def train(data_specs: list[str], output: str | Path, opts: TrainOptions = TrainO
         D.teardown()
 
 
+def _init_model(init: str | Path, opts: TrainOptions):
+    """The --init model, checked against the run's method and network before any data is read."""
+    from ..modelfile import load_model
+
+    source = load_model(init)
+    if source.method != opts.method:
+        raise UsageError(f"--init {init}: a {source.method} model; this run trains --method {opts.method} "
+                         f"(add --method {source.method})")
+    own = init_config(source.method, opts)
+    if own != source.config:
+        a, b = dataclasses.asdict(own), source.config_dict()
+        diff = ", ".join(f"{k} {a[k]} here, {b[k]} in the model" for k in a if a[k] != b.get(k))
+        raise UsageError(f"--init {init}: its network differs from this run's ({diff}); leave those options "
+                         "out to take the model's")
+    return source
+
+
+def init_config(method: str, opts: TrainOptions):
+    """The model config this run builds (as the method's __init__ will)."""
+    from ..models import model_class
+
+    cls = model_class(method)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    o = dataclasses.asdict(opts.method_options)
+    return cls.Config(**{k: (opts.image_size if k == "image_size" else o[k]) for k in fields if k in o or k == "image_size"})
+
+
 def _train(data_specs, output: Path, opts: TrainOptions, method_cls, dist, device, *, workdir, resume, overwrite,
-           crop, fps, clip_seconds, strict, quiet, half, stop_after_steps) -> dict:
+           crop, fps, clip_seconds, strict, quiet, half, stop_after_steps, init=None) -> dict:
     from ..data.dataset import check_trainable, load_image_set
     from ..modelfile import save_model
     from . import distributed as D
@@ -98,7 +131,7 @@ def _train(data_specs, output: Path, opts: TrainOptions, method_cls, dist, devic
         torch.backends.cudnn.benchmark = True
     trainer = Trainer(method_cls, tdata, opts, workdir, device, loss, quiet, stop_after_steps, dist)
     t0 = time.monotonic()
-    trainer.run(resume=resume, restart=overwrite)
+    trainer.run(resume=resume, restart=overwrite, init=init)
     method = trainer.method
     model = method.final_model().eval()
     last = {k: round(v, 6) for k, v in trainer.history[-1].items() if k not in ("stage", "step", "epoch")} \
@@ -111,6 +144,10 @@ def _train(data_specs, output: Path, opts: TrainOptions, method_cls, dist, devic
         "precision": trainer.precision, "train_seconds": round(trainer.elapsed, 1),
         "wall_seconds_this_run": round(time.monotonic() - t0, 1),
     }
+    if init is not None:  # what the run started from, recognisable on any machine
+        from ..fileio import file_sha256
+
+        summary["init"] = {"model": init.path.name, "sha256": file_sha256(init.path)}
     if dist.main:
         save_model(output, model.cpu().float(), training=summary, overwrite=overwrite, half=half)
     return {"output": str(output), "workdir": str(workdir), **summary}

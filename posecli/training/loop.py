@@ -232,10 +232,14 @@ class Trainer:
         return ckpt
 
     # -- the loop --------------------------------------------------------------
-    def run(self, resume: bool = False, restart: bool = False) -> None:
+    def run(self, resume: bool = False, restart: bool = False, init=None) -> None:
         """Train every stage; ``resume`` continues the work folder's checkpoint, ``restart``
-        (--overwrite) replaces it."""
+        (--overwrite) replaces it; ``init`` (a model of this method) is where a new run starts."""
         ckpt = self._load(resume, restart)
+        if init is not None and ckpt is None:
+            self.method.warm_start(init.to(self.device))  # copied into the run's tensors: layout kept
+        elif init is not None:
+            log.warning("--init: resuming, so the checkpoint's weights are used (--init gave the run's start)")
         start = (0, 0, 0, 0)
         stages = self.method.stages()
         self.stage_epochs = [s.epochs for s in stages]

@@ -123,6 +123,31 @@ class Method(MethodBase):
         self.modules = {"model": self.model, "identity_table": self.identity_table, "pose_table": self.pose_table}
         self.latents = {"pose_table": self.pose_table}
 
+    def warm_start(self, source: LordModel, chunk: int = 256) -> None:
+        """The source's networks, and tables that start at its encoders' codes of this data.
+
+        Each identity's row is the mean of its images' identity codes, each image's pose
+        row its pose code: stage 1 then refines codes that the generator already draws
+        well, instead of learning them from noise (new identities included).
+        """
+        super().warm_start(source)
+        from ..media.convert import uint8_to_float
+
+        m, data = self.model, self.data
+        was_training = m.training
+        m.eval()
+        ids = torch.zeros_like(self.identity_table.weight)
+        counts = torch.zeros(len(ids), 1, device=ids.device)
+        with torch.no_grad():
+            for i in range(0, len(data), chunk):
+                x = uint8_to_float(data.images[i : i + chunk])
+                labels = data.labels[i : i + chunk].long()
+                self.pose_table.weight[i : i + chunk] = m.encode_pose(x)
+                ids.index_add_(0, labels, m.encode_identity(x))
+                counts.index_add_(0, labels, torch.ones(len(labels), 1, device=ids.device))
+            self.identity_table.weight.copy_(ids / counts.clamp_min(1))
+        m.train(was_training)
+
     # -- stage 1 ---------------------------------------------------------------
     def _stage1_optimizer(self):
         m, o = self.model, self.o

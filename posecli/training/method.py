@@ -21,6 +21,8 @@ from typing import Callable, ClassVar, Literal
 import torch
 from torch import nn
 
+from ..errors import UsageError
+
 Schedule = Literal["cosine", "linear", "constant"]
 
 
@@ -144,6 +146,24 @@ class Method:
     def summary(self) -> dict:
         """Final values worth keeping in the model file's training summary."""
         return {}
+
+    def warm_start(self, source) -> None:
+        """``train --init``: start from a trained model of this method instead of random weights.
+
+        The networks take the source's weights (the same architecture: the CLI adopts
+        the source's size and network options); anything else a method trains (critics,
+        per-image tables) starts as in a fresh run unless the method seeds it from the
+        source (LORD does: its tables start at the source encoders' codes of the data).
+        """
+        own = getattr(self, "model", None)
+        if own is None or type(own) is not type(source):
+            raise UsageError(f"--init: a {getattr(source, 'method', type(source).__name__)} model cannot start "
+                             f"--method {self.name}")
+        if own.config != source.config:
+            a, b = own.config_dict(), source.config_dict()
+            diff = ", ".join(f"{k} {a[k]} (this run) against {b[k]}" for k in a if a[k] != b.get(k))
+            raise UsageError(f"--init: the model's network differs from this run's: {diff}")
+        own.load_state_dict(source.state_dict())
 
 
 def module_params(*mods: nn.Module) -> list[nn.Parameter]:

@@ -162,9 +162,12 @@ def valid_names(cls) -> str:
     return ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls))
 
 
-def parse_opts(method: str, pairs: list[str], aliases: dict[str, Any] | None = None):
+def parse_opts(method: str, pairs: list[str], aliases: dict[str, Any] | None = None,
+               defaults: dict[str, Any] | None = None):
     """``["noise_std=0.3", ...]`` (plus values given through alias flags) -> the method's
-    options dataclass. Raises UsageError naming the option and the valid ones."""
+    options dataclass. ``defaults`` replace the method's own defaults where they name its
+    options (``train --init``: the model's network). Raises UsageError naming the option
+    and the valid ones."""
     from . import options_class
 
     cls = options_class(method)
@@ -192,4 +195,7 @@ def parse_opts(method: str, pairs: list[str], aliases: dict[str, Any] | None = N
         if name in values:
             raise UsageError(f"{flag} and --opt {name} both set {name}; give one")
         values[name] = value
+    for name, value in (defaults or {}).items():
+        if name in names:
+            values.setdefault(name, value)
     return cls(**values)
