@@ -380,7 +380,7 @@ def main(argv=None) -> None:
     d = composite_defaults()
     head = (f"{a.seeds} streets (`synth scene` seeds {a.first}-{a.first + a.seeds - 1}, {a.width}x{a.height}, "
             f"{a.cars} cars, boxes {min(min(r['sizes']) for r in results)}-"
-            f"{max(max(r['sizes']) for r in results)} px), bundled `{a.model}` model "
+            f"{max(max(r['sizes']) for r in results)} px), `{a.model}` model "
             f"({model.image_size} px) and oracle generators, {a.variants} variants; defaults: "
             + ", ".join(f"{k}={v}" for k, v in d.items()) + "; rembg's model file absent (auto = model matte + GrabCut).")
     text = "\n".join([head, "", *lines, "", *removal_check(results)])

@@ -79,6 +79,18 @@ def test_two_processes_train_like_one(runner, tiny_cars, tmp_path, method):
     _close(_losses(tmp_path / "one.work"), _losses(tmp_path / "two.work"))
 
 
+def test_init_under_torchrun_trains_like_one_process(runner, tiny_cars, tmp_path):
+    """train --init: every rank starts from the same weights and tables (rank 0's)."""
+    base = tmp_path / "base.safetensors"
+    assert invoke(runner, ["train", tiny_cars, "-o", base, *_args("lord", 1), "-q"]).exit_code == 0
+    tuned = ["--init", base, "--epochs", "1", "--batch-size", "16", "--loss", "lap", "--device", "cpu", "-q"]
+    r = invoke(runner, ["train", tiny_cars, "-o", tmp_path / "one.safetensors", *tuned])
+    assert r.exit_code == 0, r.output
+    code, _, err = _finish(_torchrun(["train", tiny_cars, "-o", tmp_path / "two.safetensors", *tuned]))
+    assert code == 0, err[-3000:]
+    _close(_losses(tmp_path / "one.work"), _losses(tmp_path / "two.work"))
+
+
 def test_checkpoints_resume_across_world_sizes(runner, tiny_cars, tmp_path):
     from posecli.training.api import train
     from posecli.training.options import TrainOptions

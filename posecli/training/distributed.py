@@ -164,6 +164,17 @@ def sync_latent_grads(table: torch.nn.Parameter, idx: torch.Tensor, d: Dist) -> 
     table.grad.index_add_(0, torch.cat(all_idx), torch.cat(all_rows).div_(d.world))
 
 
+def broadcast_state(modules, d: Dist) -> None:
+    """Every rank takes rank 0's parameters and buffers (after a start computed on each rank,
+    such as ``train --init``'s tables: GPUs may differ in the last bit)."""
+    if not d.enabled:
+        return
+    with torch.no_grad():
+        for m in modules:
+            for t in [*m.parameters(), *m.buffers()]:
+                dist.broadcast(t.data, src=0)
+
+
 def wrap(objective: torch.nn.Module, trained: list[torch.nn.Parameter], d: Dist):
     """DistributedDataParallel over exactly the parameters a phase trains (the rest of
     the objective, latent tables included, is left out of the all-reduce)."""

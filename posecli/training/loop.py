@@ -238,6 +238,7 @@ class Trainer:
         ckpt = self._load(resume, restart)
         if init is not None and ckpt is None:
             self.method.warm_start(init.to(self.device))  # copied into the run's tensors: layout kept
+            D.broadcast_state(self.method.modules.values(), self.dist)
         elif init is not None:
             log.warning("--init: resuming, so the checkpoint's weights are used (--init gave the run's start)")
         start = (0, 0, 0, 0)
