@@ -237,6 +237,13 @@ def test_cli_cars_end_to_end(tmp_path):
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["images"] == 6 and (out / "labels.csv").is_file() and (out / "car_0001" / "az02_el0.png").is_file()
 
+    # the elevation grid's top (the bundled cars saw 0 and 20 degrees; the default top is 30)
+    low = tmp_path / "low"
+    r = invoke(["synth", "cars", low, "-n", 1, "--size", 24, "--azimuths", 1, "--elevations", 2, "--max-elevation", 20,
+                "-q", "--workers", 1])
+    assert r.exit_code == 0, r.output
+    assert [float(row["elevation"]) for row in csv.DictReader((low / "labels.csv").open())] == [0.0, 20.0]
+
     again = invoke(["synth", "cars", out, "-n", 2])
     assert again.exit_code == 1
     lines = again.stderr.strip().splitlines()
@@ -253,7 +260,8 @@ def test_cli_cars_end_to_end(tmp_path):
     assert (user / "notes.txt").read_text() == "keep me" and (user / "head_0000" / "y00_p0_m0.png").is_file()
 
 
-@pytest.mark.parametrize("args", [["cars", "-n", 0], ["cars", "--size", 8], ["heads", "--size", 2000],
+@pytest.mark.parametrize("args", [["cars", "-n", 0], ["cars", "--size", 8], ["cars", "--max-elevation", 95],
+                                  ["heads", "--size", 2000],
                                   ["scene", "--cars", 0], ["scene", "--width", 10]])
 def test_cli_usage_errors(tmp_path, args):
     r = invoke(["synth", args[0], tmp_path / "x", *args[1:]])

@@ -46,7 +46,8 @@ def cars(
     identities: Identities = 100,
     size: Size = 64,
     azimuths: Annotated[int, typer.Option("--azimuths", help="Azimuth steps over 360 degrees.", metavar="N")] = 24,
-    elevations: Annotated[int, typer.Option("--elevations", help="Elevation steps over 0..30 degrees.", metavar="N")] = 4,
+    elevations: Annotated[int, typer.Option("--elevations", help="Elevation steps over 0..--max-elevation degrees (1: half of it).", metavar="N")] = 4,
+    max_elevation: Annotated[float, typer.Option("--max-elevation", help="The highest elevation in degrees (synth scene's cars stand at 0..10).", metavar="DEG")] = 30.0,
     seed: Seed = 0,
     workers: Workers = None,
     overwrite: Overwrite = False,
@@ -68,7 +69,7 @@ def cars(
         from posecli.data.synth.cars import render_cars
 
         kw = dict(out=out, identities=identities, size=size, azimuths=azimuths, elevations=elevations, seed=seed,
-                  workers=workers, overwrite=overwrite)
+                  elev_range=(0.0, max_elevation), workers=workers, overwrite=overwrite)
         _run("cars", render_cars, kw, json_out, quiet, max(0, identities * azimuths * elevations))
 
 

@@ -237,6 +237,7 @@ def render_cars(out, identities: int = 100, size: int = 64, azimuths: int = 24, 
     ds.check_range("--size", size, 16, 1024)
     ds.check_range("--azimuths", azimuths, 1, 360)
     ds.check_range("--elevations", elevations, 1, 90)
+    ds.check_range("--max-elevation", elev_range[1], elev_range[0], 89.0)
     workers = ds.default_workers() if workers is None else workers
     ds.check_range("--workers", workers, 1, 64)
     out = ds.prepare_out(out, overwrite)
