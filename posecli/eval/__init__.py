@@ -62,7 +62,7 @@ def evaluate_part(model, labels_csv, pairs: int = 1000, seed: int = 0, device="c
     from ..pipelines.encode import encode_prepared
     from ..runtime import resolve_device
     from . import metrics
-    from .transfer import LabelledSet, load_images, read_labels, reconstruction_sums, sample_pairs, transfer_sums
+    from .transfer import load_images, read_labels, reconstruction_sums, sample_pairs, transfer_sums
 
     if pairs < 1:
         raise UsageError(f"--pairs {pairs}: must be at least 1")
@@ -75,7 +75,7 @@ def evaluate_part(model, labels_csv, pairs: int = 1000, seed: int = 0, device="c
         model = load_model(model, device)
     model = model.to(device).eval()
 
-    labels = labels_csv if isinstance(labels_csv, LabelledSet) else read_labels(labels_csv)
+    labels = read_labels(labels_csv)
     id_lab, pose_lab, id_names, pose_names = labels.codes()
     chosen = sample_pairs(id_lab, pose_lab, pairs, seed)
     if len(chosen) == 0:
@@ -130,7 +130,7 @@ def report_from_parts(parts: list[Part], labels_csv, leakage: bool = True) -> di
     ``posecli.eval.parts.check_parts`` first): summed metrics, and the leakage probe on
     every image's codes. ``labels_csv``: as for ``evaluate_part``."""
     from .metrics import PSNR_CAP
-    from .transfer import LabelledSet, Sums, read_labels
+    from .transfer import Sums, read_labels
 
     meta = parts[0].meta
     transfer = Sums.merged([p.transfer for p in parts])
@@ -165,7 +165,7 @@ def report_from_parts(parts: list[Part], labels_csv, leakage: bool = True) -> di
     if leakage:
         from .leakage import leakage as leakage_probe
 
-        labels = labels_csv if isinstance(labels_csv, LabelledSet) else read_labels(labels_csv)
+        labels = read_labels(labels_csv)
         id_lab, pose_lab, _, _ = labels.codes()
         order = np.argsort(np.concatenate([p.index for p in parts]), kind="stable")
         id_codes = np.concatenate([p.id_codes for p in parts])[order]

@@ -62,8 +62,11 @@ def find_labels(data: str | Path) -> Path:
     return p
 
 
-def read_labels(data: str | Path) -> LabelledSet:
-    """Read and check the labels CSV; raises InputError (one line, naming the file)."""
+def read_labels(data: str | Path | LabelledSet) -> LabelledSet:
+    """Read and check the labels CSV (a set already read is returned as it is); raises InputError
+    (one line, naming the file)."""
+    if isinstance(data, LabelledSet):
+        return data
     path = find_labels(data)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:

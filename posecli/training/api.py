@@ -17,7 +17,7 @@ import torch
 from ..errors import PoseCliError, UsageError
 from ..fileio import check_writable
 from ..runtime import hardware_name
-from .method import TrainData
+from .method import TrainData, network_difference
 from .options import TrainOptions
 
 log = logging.getLogger("posecli")
@@ -77,10 +77,9 @@ def _init_model(init: str | Path, opts: TrainOptions):
                          f"(add --method {source.method})")
     own = init_config(source.method, opts)
     if own != source.config:
-        a, b = dataclasses.asdict(own), source.config_dict()
-        diff = ", ".join(f"{k} {a[k]} here, {b[k]} in the model" for k in a if a[k] != b.get(k))
-        raise UsageError(f"--init {init}: its network differs from this run's ({diff}); leave those options "
-                         "out to take the model's")
+        diff = network_difference(own, source.config)
+        raise UsageError(f"--init {init}: its network differs from this run's ({diff}); leave those options out "
+                         "to take the model's")
     return source
 
 
@@ -91,7 +90,8 @@ def init_config(method: str, opts: TrainOptions):
     cls = model_class(method)
     fields = {f.name for f in dataclasses.fields(cls.Config)}
     o = dataclasses.asdict(opts.method_options)
-    return cls.Config(**{k: (opts.image_size if k == "image_size" else o[k]) for k in fields if k in o or k == "image_size"})
+    given = {**{k: o[k] for k in fields if k in o}, "image_size": opts.image_size}
+    return cls.Config(**given)
 
 
 def _train(data_specs, output: Path, opts: TrainOptions, method_cls, dist, device, *, workdir, resume, overwrite,

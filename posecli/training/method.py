@@ -160,10 +160,16 @@ class Method:
             raise UsageError(f"--init: a {getattr(source, 'method', type(source).__name__)} model cannot start "
                              f"--method {self.name}")
         if own.config != source.config:
-            a, b = own.config_dict(), source.config_dict()
-            diff = ", ".join(f"{k} {a[k]} (this run) against {b[k]}" for k in a if a[k] != b.get(k))
-            raise UsageError(f"--init: the model's network differs from this run's: {diff}")
+            raise UsageError(f"--init: its network differs from this run's ({network_difference(own.config, source.config)})")
         own.load_state_dict(source.state_dict())
+
+
+def network_difference(own, source) -> str:
+    """What differs between this run's model config and an --init model's, for an error message."""
+    import dataclasses
+
+    a, b = dataclasses.asdict(own), dataclasses.asdict(source)
+    return ", ".join(f"{k} {a[k]} here, {b.get(k)} in the model" for k in a if a[k] != b.get(k))
 
 
 def module_params(*mods: nn.Module) -> list[nn.Parameter]:
