@@ -184,7 +184,7 @@ def composite_defaults() -> dict:
     return {k: p.default for k, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY and k not in ("debug", "id_code")}
 
 
-CORE = ("matte", "blend", "remove_original", "harmonize_strength", "id_colour", "fit_identity")  # the issue's, and the identity's
+CORE = ("matte", "blend", "remove_original", "harmonize_strength", "id_colour", "fit_identity", "fit")  # the issue's, and the identity's
 
 
 def variants(which: str = "all") -> list[tuple[str, dict]]:
@@ -196,6 +196,8 @@ def variants(which: str = "all") -> list[tuple[str, dict]]:
     out = [("default", {})]
     choices = {"matte": [m for m in MATTES if m != "rembg"], "blend": list(BLENDS),
                "remove_original": [False, True], "harmonize_strength": [0.0, 0.5]}
+    if d.get("fit") == "object":
+        choices["fit"] = ["object", "frame"]
     if "shadow" in d:
         choices["shadow"] = [0.0, 0.35]
     if "id_colour" in d:

@@ -214,6 +214,51 @@ def test_remove_original_inpaints_the_old_object():
     np.testing.assert_array_equal(res.pixels[keep], scene[keep])
 
 
+def test_stretch_to_span_moves_only_trusted_sides():
+    from posecli.pipelines.composite import stretch_to_span
+
+    box = Box(0, 0, 100, 50)
+    a = np.zeros((50, 100), np.float32)
+    a[10:40, 30:70] = 1.0  # drawn from column 30 to 69
+    obj = np.zeros((50, 100, 3), np.uint8)
+    obj[:, :50], obj[:, 50:] = (255, 0, 0), (0, 0, 255)  # red left half, blue right half
+    fit = (obj, a, [30, 10, 40, 30])
+
+    _, a2, placement = stretch_to_span(fit, box, (15, 84))
+    cols = np.nonzero(a2[25] > 0.5)[0]
+    assert (cols.min(), cols.max()) == (15, 84) and placement == [15, 10, 70, 30]
+    assert np.array_equal(np.nonzero(a2[:, 50] > 0.5)[0], np.arange(10, 40))  # only sideways
+    # a side found at the box's edge (ran into a neighbour or the border) is not trusted: the drawn one stays
+    _, a3, _ = stretch_to_span(fit, box, (0, 84))
+    assert tuple(np.nonzero(a3[25] > 0.5)[0][[0, -1]]) == (30, 84)
+    # nor one within the tolerance of the drawn side: nothing moves, the same object comes back
+    assert stretch_to_span(fit, box, (27, 72), tol=0.06) is fit
+    assert stretch_to_span(fit, box, (0, 99)) is fit
+    assert stretch_to_span(fit, box, (45, 52)) is fit  # a fragment of the old object: 5 x shorter
+
+
+def test_fit_object_spans_the_object_it_replaces():
+    """The blob model draws a car 0.7 x its window wide; the scene's car is longer: --fit object takes its length."""
+    scene = np.full((140, 240, 3), 128, np.uint8)
+    scene[60:100, 55:175] = (90, 10, 20)  # 120 px long; the box's square window makes a 98-px blob
+    box = Box(45, 40, 140, 80)
+    placed = {}
+    for fit in ("frame", "object"):
+        res = composite(BlobModel(), scene, BLUE_ID, [box], matte="model", fit=fit)
+        placed[fit] = res.report[0]["placement"]
+        keep = _outside(scene.shape, [box])
+        np.testing.assert_array_equal(res.pixels[keep], scene[keep])
+    assert abs(placed["frame"][2] - 96) <= 3, placed  # 98, less the choke
+    x, _, w, _ = placed["object"]
+    assert abs(x - 55) <= 2 and abs(w - 120) <= 3, placed
+    assert res.report[0]["stretched"] == round(w / placed["frame"][2], 3)
+    assert placed["object"][1] == placed["frame"][1] and placed["object"][3] == placed["frame"][3]  # height kept
+    # an added object replaces nothing: it is drawn as the model frames it
+    res = composite(BlobModel(), scene, BLUE_ID, [Target(box, pose=scene[60:100, 55:175])], matte="model",
+                    fit="object")
+    assert res.report[0]["placement"][2] < 110
+
+
 def test_harmonize_moves_colour_towards_the_surroundings():
     scene = np.full((120, 160, 3), (40, 150, 40), np.uint8)  # a green field
     box = Box(30, 50, 60, 40)

@@ -5,7 +5,13 @@ added object, another image) gives the pose; the model generates the identity
 in that pose; a matte cuts the object out of the generated square; it is put
 back into the box (Xiao et al. 2019, Fig. 12: alpha-blend the generations):
 
-- fit "frame" (default): a box is the model's framing window, as in its
+- fit "object" (default): as "frame", then each new object is stretched
+  sideways to span the object it replaces, as found in the scene
+  (``stretch_to_span``): in one pose, objects of one kind stand as long as
+  each other, and a generator that draws a side view too short or a front
+  view too wide is corrected by the scene itself. Added objects
+  (``Target.pose``) replace nothing: "frame";
+- fit "frame": a box is the model's framing window, as in its
   training images (``posecli synth scene`` writes such boxes): the generated
   square covers the window, so the object lands where and as large as the
   model draws it;
@@ -40,10 +46,13 @@ from .boxfile import boxes_for, load_boxes  # noqa: F401 (part of this module's 
 from .matting import Matter
 
 log = logging.getLogger("posecli")
-FITS = ("frame", "box")
+FITS = ("object", "frame", "box")
 UPSCALES = ("linear", "cubic", "lanczos", "sharp")  # how a generated square is scaled up to its box
 INPAINTS = ("rows", "telea")  # how --remove-original fills the old object's pixels
 MAX_FIT_STEPS = 10000  # --fit-identity: beyond this it is a mistake, not a setting
+SPAN_EDGE = 0.03  # --fit object: a found side this close to the box's edge (x its width) is not trusted,
+SPAN_TOL = 0.06  # nor one this close to the drawn object's side
+SPAN_RATIO = 2.0  # nor a span this many times longer or shorter than the drawn object
 HOLE_GROW = 0.02  # the old object's matte is dilated by this fraction of the box (its anti-aliased edge)
 
 
@@ -262,7 +271,8 @@ def shadow_like(pixels: np.ndarray, bg: np.ndarray) -> np.ndarray:
 
 def original_region(original: np.ndarray, box: Box, matter: Matter, prior: np.ndarray | None = None,
                     recon: np.ndarray | None = None, avoid: np.ndarray | None = None, margin: float = 0.0):
-    """Where the box's original object is: (hole as (x0, y0, bool mask) or None, the context's matte, method).
+    """Where the box's original object is: (hole as (x0, y0, bool mask) or None, the object's own pixels
+    in the same window (bool, before the hole's growth and shade) or None, the context's matte, method).
 
     Found from the scene crop itself: the pixels that differ from their row's
     background (``row_difference``) and the silhouette of the model's
@@ -329,13 +339,47 @@ def original_region(original: np.ndarray, box: Box, matter: Matter, prior: np.nd
     used = matter.last
     core = object_parts((m > 0.3) & inside, sure)
     if not core.any():
-        return None, m, used
+        return None, None, m, used
     d = max(2, round(HOLE_GROW * max(box.w, box.h)))
     hole = (cv2.dilate(core.astype(np.uint8), np.ones((2 * d + 1, 2 * d + 1), np.uint8)) > 0) & inside
     if bg is not None:  # the ground's own shade (the object's shadow) stays: the new one stands there
         shade = shadow_like(ctx, bg)
         hole &= ~(shade & ~cue) if cue is not None else ~shade
-    return (x0, y0, hole), m, used
+    return (x0, y0, hole), core, m, used
+
+
+def stretch_to_span(fit, box: Box, span: tuple[int, int], edge: float = SPAN_EDGE, tol: float = SPAN_TOL):
+    """``place_object``'s (rgb, alpha, placement) stretched sideways so the object spans ``span``
+    (left, right column in box pixels, inclusive: the replaced object's found extent).
+
+    A side of ``span`` within ``edge`` x the box width of the box's edge is not
+    trusted (the found region ran into a neighbour, a shadow or the box's
+    border), nor one within ``tol`` x the box width of the drawn side (the
+    found edge is only that exact): such a side keeps the drawn object's own.
+    Unchanged when no side moves, or when the span is more than ``SPAN_RATIO``
+    times longer or shorter than the drawn object (then the region found is a
+    part of the old object, or took in a neighbour).
+    """
+    import cv2
+
+    obj, a, _ = fit
+    ys, xs = np.nonzero(a > 0.5)
+    gl, gr = int(xs.min()), int(xs.max())
+    e = max(1, round(edge * box.w))
+    t = tol * box.w
+    left = span[0] if span[0] >= e and abs(span[0] - gl) > t else gl
+    right = span[1] if span[1] <= box.w - 1 - e and abs(span[1] - gr) > t else gr
+    sx = (right - left + 1) / (gr - gl + 1)
+    if (left, right) == (gl, gr) or not 1 / SPAN_RATIO <= sx <= SPAN_RATIO:  # beyond: a part found, or a neighbour
+        return fit
+    m = np.float32([[sx, 0, left - 0.5 - sx * (gl - 0.5)], [0, 1, 0]])  # outer pixel edges: gl -> left, gr -> right
+    size = (a.shape[1], a.shape[0])
+    obj = cv2.warpAffine(obj, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    a = cv2.warpAffine(a, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    ys, xs = np.nonzero(a > 0.5)
+    if not len(xs):
+        return fit
+    return obj, a, [int(box.x + xs.min()), int(box.y + ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1]
 
 
 def object_parts(core: np.ndarray, sure: np.ndarray) -> np.ndarray:
@@ -384,7 +428,7 @@ def as_targets(boxes, width: int, height: int) -> list[Target]:
 
 
 def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: str | Matter = "auto",
-              blend: str = "alpha", fit: str = "frame", margin: float = 0.0, harmonize_strength: float = 0.0,
+              blend: str = "alpha", fit: str = "object", margin: float = 0.0, harmonize_strength: float = 0.0,
               remove_original: bool = True, feather: float | None = None, shadow: float = 0.0,
               upscale: str = "linear", inpaint_with: str = "rows", choke: bool = True,
               id_colour: float = 0.0, fit_identity: int = 100, id_code=None,
@@ -396,7 +440,7 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
     boxes: Box, 'x,y,w,h' or Target (Target(box, pose=pixels) adds an object
     posed like another image). matte: a kind of ``matting.MATTES`` or a
     Matter (reuse one across scenes: it holds the rembg session). blend:
-    alpha | poisson. fit: frame | box (see the module docstring); margin
+    alpha | poisson. fit: object | frame | box (see the module docstring); margin
     grows each box's square window before it goes to the model.
     harmonize_strength > 0 moves the object's Lab statistics towards its
     surroundings. remove_original: inpaint each replaced object first
@@ -460,7 +504,8 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
         m = matter(renders[i], alpha=None if gen_alpha is None else gen_alpha[i])
         if id_matte is not None:
             renders[i] = match_colours(renders[i], m, id_square, id_matte, id_colour)
-        fitted.append(place_object(renders[i], m, t.box, fit, margin, feather, upscale, choke))
+        fitted.append(place_object(renders[i], m, t.box, "frame" if fit == "object" else fit, margin, feather,
+                                   upscale, choke))
         report[i]["matte"] = matter.last
         if debug:
             dbg[f"box{i}_pose"], dbg[f"box{i}_generated"] = poses[i], renders[i]
@@ -469,25 +514,35 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
             log.warning(f"box {t.box.as_list()}: the generated object's matte is empty (or falls outside the box); "
                         f"nothing placed")
 
-    if remove_original:
-        replaced = [i for i, t in enumerate(targets) if t.pose is None]
-        recons = reconstruct(model, [poses[i] for i in replaced]) if replaced else []
+    replaced = [i for i, t in enumerate(targets) if t.pose is None]
+    holes = {}
+    if replaced and (remove_original or fit == "object"):  # find each old object in its crop
+        recons = reconstruct(model, [poses[i] for i in replaced])
         avoid = np.zeros((h, w), bool)
         for t in targets:
             avoid[max(t.box.y, 0) : t.box.y + t.box.h, max(t.box.x, 0) : t.box.x + t.box.w] = True
-        holes = {}
         for j, i in enumerate(replaced):
             t = targets[i]
             prior = fitted[i][1] if fitted[i] is not None else None
-            hole, m, used = original_region(original, t.box, matter, prior, recons[j], avoid, margin)
+            hole, core, m, used = original_region(original, t.box, matter, prior, recons[j], avoid, margin)
             report[i]["original_matte"] = used
             if hole is None:
-                log.warning(f"box {t.box.as_list()}: the original object's matte is empty; nothing inpainted")
+                log.warning(f"box {t.box.as_list()}: the original object's matte is empty; "
+                            f"{'nothing inpainted' if remove_original else 'drawn as the model frames it'}")
             else:
                 holes[i] = hole
+                if fit == "object" and fitted[i] is not None and core.sum() >= 0.5 * (fitted[i][1] > 0.5).sum():
+                    # the new object spans the old one's sides (when what was found is more than a fragment)
+                    tall = core.sum(0)  # columns where the object stands, not a sliver of shadow or neighbour
+                    cols = np.nonzero(tall >= max(3, 0.1 * tall.max()))[0] + hole[0] - t.box.x
+                    drawn = fitted[i]
+                    fitted[i] = stretch_to_span(drawn, t.box, (int(cols.min()), int(cols.max())))
+                    if fitted[i] is not drawn:  # the placement's width, new over drawn
+                        report[i]["stretched"] = round(fitted[i][2][2] / drawn[2][2], 3)
             if debug:
                 dbg[f"box{i}_original_matte"] = (m * 255 + 0.5).astype(np.uint8)
                 dbg[f"box{i}_reconstruction"] = recons[j]
+    if remove_original:
         pending = np.zeros((h, w), bool)  # no fill copies pixels of an object still to be removed
         near = np.zeros((h, w), bool)  # nor, where the rows allow, the pixels around any of them (missed parts)
         for i, (x0, y0, m) in holes.items():
