@@ -251,7 +251,7 @@ def run_seed(seed: int, model, work: Path, width: int, height: int, cars: int, m
     for gname, gen in gens.items():
         for vname, over in variants(which):
             if gname.startswith("oracle@") and vname not in ("default", "remove_original=False",
-                                                             "remove_original=True", "choke=False"):
+                                                             "remove_original=True", "choke=False", "fit=frame"):
                 continue  # the larger oracle: only what a sharper generator changes
             if gname.startswith("oracle") and vname.startswith("fit_identity"):
                 continue  # the oracle has no identity code to fit
