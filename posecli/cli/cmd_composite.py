@@ -77,10 +77,10 @@ Choke = Annotated[bool, _opt("--choke/--no-choke", show_default=True, help="Pull
                              "0.57 with it, 0.61 without (bundled model).")]
 Fit = Annotated[str, _opt("--fit", metavar="HOW", show_default=True, help="object: as frame, then the new object "
                           "is stretched sideways to the length of the object it replaces, found in the scene (the "
-                          "model draws some views too short or too wide; on toy streets 0.478 of the untouched scene's error against 0.500 with frame, bundled model); "
-                          "frame: a box is the model's framing "
-                          "window (as `posecli synth scene` writes them), the object is drawn as the model frames it; "
-                          "box: a box drawn tightly around an object, the object is scaled to fill it.")]
+                          "model draws some views too short or too wide; on toy streets 0.478 of the untouched "
+                          "scene's error against 0.500 with frame, bundled model); frame: a box is the model's "
+                          "framing window (as `posecli synth scene` writes them), the object is drawn as the model "
+                          "frames it; box: a box drawn tightly around an object, the object is scaled to fill it.")]
 Margin = Annotated[float, _opt("--margin", metavar="F", min=0.0, max=2.0, show_default=True,
                                help="Grow each box's square window by this fraction before it goes to the model "
                                "(e.g. 0.2 with tight boxes, to give the model its usual framing).")]

@@ -348,7 +348,8 @@ def original_region(original: np.ndarray, box: Box, matter: Matter, prior: np.nd
     return (x0, y0, hole), core, m, used
 
 
-def stretch_to_span(fit, box: Box, span: tuple[int, int], edge: float = SPAN_EDGE, tol: float = SPAN_TOL):
+def stretch_to_span(fit, box: Box, span: tuple[int, int], edge: float = SPAN_EDGE, tol: float = SPAN_TOL,
+                    ratio: float = SPAN_RATIO):
     """``place_object``'s (rgb, alpha, placement) stretched sideways so the object spans ``span``
     (left, right column in box pixels, inclusive: the replaced object's found extent).
 
@@ -356,7 +357,7 @@ def stretch_to_span(fit, box: Box, span: tuple[int, int], edge: float = SPAN_EDG
     trusted (the found region ran into a neighbour, a shadow or the box's
     border), nor one within ``tol`` x the box width of the drawn side (the
     found edge is only that exact): such a side keeps the drawn object's own.
-    Unchanged when no side moves, or when the span is more than ``SPAN_RATIO``
+    Unchanged when no side moves, or when the span is more than ``ratio``
     times longer or shorter than the drawn object (then the region found is a
     part of the old object, or took in a neighbour).
     """
@@ -370,7 +371,7 @@ def stretch_to_span(fit, box: Box, span: tuple[int, int], edge: float = SPAN_EDG
     left = span[0] if span[0] >= e and abs(span[0] - gl) > t else gl
     right = span[1] if span[1] <= box.w - 1 - e and abs(span[1] - gr) > t else gr
     sx = (right - left + 1) / (gr - gl + 1)
-    if (left, right) == (gl, gr) or not 1 / SPAN_RATIO <= sx <= SPAN_RATIO:  # beyond: a part found, or a neighbour
+    if (left, right) == (gl, gr) or not 1 / ratio <= sx <= ratio:  # beyond: a part found, or a neighbour
         return fit
     m = np.float32([[sx, 0, left - 0.5 - sx * (gl - 0.5)], [0, 1, 0]])  # outer pixel edges: gl -> left, gr -> right
     size = (a.shape[1], a.shape[0])
