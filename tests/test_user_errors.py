@@ -327,7 +327,7 @@ def test_signal_during_animate_leaves_nothing(tiny_model_path, tmp_path, long_vi
     out = tmp_path / "out" / "o.mp4"
     out.parent.mkdir()
     p = subprocess.Popen([*CLI, "animate", "--id", a, "--video", long_video, "-m", tiny_model_path,
-                          "-o", out, "--batch-size", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          "-o", out, "--batch-size", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=_env())
     assert _wait_for(lambda: any(out.parent.iterdir()), proc=p), p.communicate()[1]
     time.sleep(0.3)
@@ -344,7 +344,7 @@ def test_ctrl_c_during_synth_with_workers_then_train_refuses_the_half_dataset(tm
     ``synth heads --video`` with 2 workers: no worker traceback, exit 130, synth.json says
     incomplete; ``train`` on that folder refuses and names the fix."""
     out = tmp_path / "heads"
-    p = subprocess.Popen([*CLI, "synth", "heads", out, "--identities", "6", "--size", "32", "--video",
+    p = subprocess.Popen([*CLI, "synth", "heads", out, "--identities", "16", "--size", "32", "--video",
                           "--clips", "2", "--clip-seconds", "4", "--workers", "2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
                          start_new_session=True)
