@@ -297,6 +297,15 @@ def test_frame_folder_gets_the_umask_mode(runner, tiny_model_path, tmp_path):
 # -- signals ------------------------------------------------------------------
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """In the child before exec: Ctrl-C's default action, as a command started from a terminal has it.
+
+    A command started in the background by a non-interactive shell (``cmd &``,
+    ``nohup``) inherits SIGINT ignored, and posecli rightly keeps it so; these
+    tests must not depend on how the test run itself was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for(pred, timeout=120.0, proc=None):
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
@@ -327,8 +336,8 @@ def test_signal_during_animate_leaves_nothing(tiny_model_path, tmp_path, long_vi
     out = tmp_path / "out" / "o.mp4"
     out.parent.mkdir()
     p = subprocess.Popen([*CLI, "animate", "--id", a, "--video", long_video, "-m", tiny_model_path,
-                          "-o", out, "--batch-size", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=_env())
+                          "-o", out, "--batch-size", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=_env(), preexec_fn=_sigint_as_in_a_terminal)
     assert _wait_for(lambda: any(out.parent.iterdir()), proc=p), p.communicate()[1]
     time.sleep(0.3)
     p.send_signal(sig)
@@ -344,10 +353,10 @@ def test_ctrl_c_during_synth_with_workers_then_train_refuses_the_half_dataset(tm
     ``synth heads --video`` with 2 workers: no worker traceback, exit 130, synth.json says
     incomplete; ``train`` on that folder refuses and names the fix."""
     out = tmp_path / "heads"
-    p = subprocess.Popen([*CLI, "synth", "heads", out, "--identities", "16", "--size", "32", "--video",
+    p = subprocess.Popen([*CLI, "synth", "heads", out, "--identities", "6", "--size", "32", "--video",
                           "--clips", "2", "--clip-seconds", "4", "--workers", "2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=_sigint_as_in_a_terminal)
     assert _wait_for(lambda: (out / "synth.json").is_file() and any(out.glob("*/*")), proc=p), p.communicate()[1]
     time.sleep(0.5)
     os.killpg(p.pid, signal.SIGINT)
