@@ -383,6 +383,18 @@ def stretch_to_span(fit, box: Box, span: tuple[int, int], edge: float = SPAN_EDG
     return obj, a, [int(box.x + xs.min()), int(box.y + ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1]
 
 
+def stretch_to_found(fit, core: np.ndarray, dx: int, box: Box):
+    """``stretch_to_span`` to the sides of ``core``, the old object found by ``original_region``
+    (``dx``: its window's left edge in box pixels). Its columns count where the object stands
+    (at least a tenth as tall as its tallest), not a sliver of shadow or neighbour. Unchanged
+    when what was found is less than half the drawn object's area: a fragment."""
+    if core.sum() < 0.5 * (fit[1] > 0.5).sum():
+        return fit
+    tall = core.sum(0)
+    cols = np.nonzero(tall >= max(3, 0.1 * tall.max()))[0] + dx
+    return stretch_to_span(fit, box, (int(cols.min()), int(cols.max())))
+
+
 def object_parts(core: np.ndarray, sure: np.ndarray) -> np.ndarray:
     """The connected parts of a matte that belong to the object: those touching ``sure`` (the
     cues' common core), else the largest. GrabCut also takes in what differs from the ground
@@ -532,12 +544,9 @@ def composite(model, scene: np.ndarray, id_pixels: np.ndarray, boxes, *, matte: 
                             f"{'nothing inpainted' if remove_original else 'drawn as the model frames it'}")
             else:
                 holes[i] = hole
-                if fit == "object" and fitted[i] is not None and core.sum() >= 0.5 * (fitted[i][1] > 0.5).sum():
-                    # the new object spans the old one's sides (when what was found is more than a fragment)
-                    tall = core.sum(0)  # columns where the object stands, not a sliver of shadow or neighbour
-                    cols = np.nonzero(tall >= max(3, 0.1 * tall.max()))[0] + hole[0] - t.box.x
+                if fit == "object" and fitted[i] is not None:  # the new object spans the old one's sides
                     drawn = fitted[i]
-                    fitted[i] = stretch_to_span(drawn, t.box, (int(cols.min()), int(cols.max())))
+                    fitted[i] = stretch_to_found(drawn, core, hole[0] - t.box.x, t.box)
                     if fitted[i] is not drawn:  # the placement's width, new over drawn
                         report[i]["stretched"] = round(fitted[i][2][2] / drawn[2][2], 3)
             if debug:

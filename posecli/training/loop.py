@@ -99,8 +99,11 @@ class _StopFlag:
 
     @contextlib.contextmanager
     def installed(self):
+        """Handle SIGINT and SIGTERM within the block; one the process was started with ignored
+        (``nohup``, ``cmd &`` in a script: SIGINT) stays ignored, as it does in every other command."""
         try:
-            prev = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+            prev = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)
+                    if signal.getsignal(s) is not signal.SIG_IGN}
         except ValueError:  # not the main thread
             yield
             return
