@@ -7,7 +7,8 @@ with every identity in the same poses, as ``posecli synth cars`` writes. The bun
 ``cars`` model was trained on identities 0-59 of
 ``posecli synth cars cars72 --identities 72 --azimuths 12 --elevations 2 --max-elevation 20 --seed 7``
 (elevations 0 and 20; the first RESULTS figure of 2026-11-29 used 0 and 30, which the model never saw;
-the second uses 0 and 20), and then fine-tuned on 188 more that leave 60-71 out, so use the rows of
+the second uses 0 and 20), and then fine-tuned on 188 identities that leave 60-71 out (last at 24
+azimuths x elevations 0/10: ``--azimuths 24 --elevations 2 --max-elevation 10``), so use the rows of
 identities 60-71 as held-out data.
 
 For ``--pairs`` pairs (x_i, x_j, truth), drawn as ``posecli eval`` draws them, it
