@@ -309,8 +309,6 @@ def _sigint_as_in_a_terminal() -> None:
 def test_training_keeps_an_ignored_sigint_ignored():
     """``nohup posecli train ... &`` starts with SIGINT ignored: the loop's stop handler leaves it so
     (a terminal's Ctrl-C meant for the script must not stop a background run); SIGTERM is still handled."""
-    import signal
-
     from posecli.training.loop import _StopFlag
 
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -320,10 +318,13 @@ def test_training_keeps_an_ignored_sigint_ignored():
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
             assert signal.getsignal(signal.SIGTERM) == flag._handler
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        # started from a terminal (set here, whatever this test run inherited): both are handled
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with flag.installed():
+            assert signal.getsignal(signal.SIGINT) == flag._handler
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, before)
-    with flag.installed():  # started normally: both are handled
-        assert signal.getsignal(signal.SIGINT) == flag._handler
 
 
 def _wait_for(pred, timeout=120.0, proc=None):
