@@ -237,6 +237,39 @@ def test_stretch_to_span_moves_only_trusted_sides():
     assert stretch_to_span(fit, box, (45, 52)) is fit  # a fragment of the old object: 5 x shorter
 
 
+@pytest.mark.parametrize("how", ["linear", "cubic", "lanczos", "sharp"])
+def test_upscaled_object_edge_takes_no_background_colour(how):
+    """A red disc rendered on the renders' grey, unmixed as place_object has it, blown up 2.5x and laid over
+    blue: its soft edge matches the true red-over-blue far better than a plain resize of the colours, which
+    mixed the render's grey into the edge (a light fringe)."""
+    import cv2
+
+    from posecli.pipelines.composite import upscale_object
+    from posecli.pipelines.matting import unmix
+
+    yy, xx = np.mgrid[:64, :64]
+    alpha = cv2.GaussianBlur(((yy - 32) ** 2 + (xx - 32) ** 2 <= 20 ** 2).astype(np.float32), (0, 0), 1.0)
+    red, grey, blue = np.float32([200, 20, 20]), np.float32(GREY * 255), np.float32([20, 40, 200])
+    rgb = unmix(np.clip(alpha[..., None] * red + (1 - alpha[..., None]) * grey + 0.5, 0, 255).astype(np.uint8),
+                alpha)
+    a = cv2.resize(alpha, (160, 160), interpolation=cv2.INTER_LINEAR)[..., None]
+    edge = (a[..., 0] > 0.02) & (a[..., 0] < 0.98)
+    truth = a * red + (1 - a) * blue
+
+    def edge_error(colours):
+        return np.abs(a * colours + (1 - a) * blue - truth).max(2)[edge].mean()
+
+    out = upscale_object(rgb, alpha, (160, 160), how, fill=(GREY * 255,) * 3)
+    flag = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}.get(how, cv2.INTER_LANCZOS4)
+    plain = cv2.resize(rgb, (160, 160), interpolation=flag).astype(np.float32)
+    assert edge.sum() > 200
+    assert edge_error(out) < 1.3 and edge_error(out) < 0.85 * edge_error(plain)
+    assert np.abs(out[a[..., 0] < 1e-4].astype(np.float32) - grey).max() <= 1  # the fill where the matte is empty
+    assert upscale_object(rgb, alpha, (32, 32), how).shape == (32, 32, 3)  # shrinking: area filter
+    with pytest.raises(UsageError, match="--upscale"):
+        upscale_object(rgb, alpha, (160, 160), "bilinear")
+
+
 def test_fit_object_spans_the_object_it_replaces():
     """The blob model draws a car 0.7 x its window wide; the scene's car is longer: --fit object takes its length."""
     scene = np.full((140, 240, 3), 128, np.uint8)
