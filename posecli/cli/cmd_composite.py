@@ -33,10 +33,10 @@ Output = Annotated[str, _opt("-o", "--output", metavar="OUT", help="The output i
 MatteOpt = Annotated[str, _opt("--matte", metavar="KIND", show_default=True, help="auto | rembg | grabcut | model. "
                                "auto: rembg when its model file is on disk, else the model matte refined by GrabCut. Measured "
                                "on toy streets (MSE to the truth / untouched scene's, bundled model | true renders): "
-                               "auto 0.52 | 0.11, grabcut 0.54 | 0.19, model 0.72 | 0.10.")]
+                               "auto 0.408 | 0.116, grabcut 0.424 | 0.182, model 0.451 | 0.107 (40 streets).")]
 BlendOpt = Annotated[str, _opt("--blend", metavar="KIND", show_default=True,
                                help="alpha (feathered) | poisson (cv2.seamlessClone). Measured as for --matte: alpha "
-                               "0.52 | 0.11, poisson 0.52 | 0.16.")]
+                               "0.408 | 0.116, poisson 0.432 | 0.183.")]
 Harmonize = Annotated[bool, _opt("--harmonize", help="Move each object's colour statistics (Lab mean/std) towards "
                                  "a ring around its box. On toy streets it made the result worse (0.65 against 0.41 "
                                  "with the bundled model): for scenes whose lighting differs from the model's.")]
@@ -45,39 +45,40 @@ Strength = Annotated[float, _opt("--harmonize-strength", metavar="S", min=0.0, m
 Remove = Annotated[bool, _opt("--remove-original/--keep-original", show_default=True, help="Find each replaced "
                               "object in its crop and inpaint it from the scene's own rows before pasting, so "
                               "nothing of it shows around a smaller new one. On 40 toy streets the MSE to the "
-                              "truth, as a fraction of the untouched scene's, is 0.41 with removal and 0.47 without "
+                              "truth, as a fraction of the untouched scene's, is 0.41 with removal and 0.46 without "
                               "(bundled cars model); removal lowers it on 30 streets and raises it on 10.")]
 Shadow = Annotated[float, _opt("--shadow", metavar="S", min=0.0, max=1.0, show_default=True,
                                help="Darkness of a soft contact shadow under each placed object (0: none). On toy "
-                               "streets, where the old car's shadow is kept, 0.35 measured 0.58 against 0.57 (an earlier "
-                               "bundled model) and 0.118 against 0.121 (true renders): for objects without a shadow.")]
+                               "streets, where the old car's shadow is kept, 0.35 measured 0.396 against 0.392 (bundled "
+                               "model, 6 streets) and 0.123 against 0.122 (true renders): for objects without a shadow.")]
 IdColour = Annotated[float, _opt("--id-colour", metavar="S", min=0.0, max=1.0, show_default=True,
                                  help="Move each generated object's colours (Lab mean and spread) this far towards "
                                  "the --id image's object (0: off): a model drifts in colour on identities it never "
                                  "saw. With --fit-identity (the default) it does not help: on 40 toy streets (MSE / untouched, "
-                                 "bundled model) 0 scores 0.410, 0.5 scores 0.431, 1 scores 0.471.")]
+                                 "bundled model) 0 scores 0.408, 0.5 scores 0.428, 1 scores 0.466.")]
 FitIdentity = Annotated[int, _opt("--fit-identity", metavar="STEPS", min=0, max=10000, show_default=True,
                                   help="Refine the --id image's identity code by this many steps of test-time "
                                   "latent optimisation (the generator redraws the --id image; 0: the encoder's code "
                                   "alone). On 40 toy streets (MSE to the truth / untouched scene's, bundled model): 100 "
-                                  "steps 0.410, 0 steps 0.414, 200 steps 0.418. About 7 s of one CPU core for a 64-px "
+                                  "steps 0.408, 0 steps 0.411, 200 steps 0.416. About 7 s of one CPU core for a 64-px "
                                   "model, once per run.")]
 Upscale = Annotated[str, _opt("--upscale", metavar="HOW", show_default=True, help="How generated squares are "
                               "enlarged to their box: linear | cubic | lanczos | sharp (lanczos + unsharp mask). On "
-                              "toy streets with an earlier bundled 64-px model: linear 0.57, cubic 0.58, lanczos 0.58, sharp "
-                              "0.60 (MSE / untouched); with sharp renders cubic is a little better (0.111 against "
-                              "0.121).")]
+                              "6 toy streets with the bundled 64-px model: linear 0.392, cubic 0.399, lanczos 0.398, "
+                              "sharp 0.402 (MSE / untouched); with sharp renders the others are a little better (true "
+                              "renders: linear 0.122, cubic 0.118, sharp 0.115). Colours are scaled premultiplied by "
+                              "the matte, so no edge takes in the render's background.")]
 Inpaint = Annotated[str, _opt("--inpaint", metavar="HOW", show_default=True, help="How --remove-original fills: "
                               "rows (copied from the same rows beside the object, lane markings continue) | telea "
-                              "(OpenCV's diffusion fill). On toy streets: rows 0.57, telea 0.64 (an earlier bundled model; 0.121 "
-                              "against 0.202 with true renders).")]
+                              "(OpenCV's diffusion fill). On 6 toy streets: rows 0.392, telea 0.476 (bundled model; 0.122 "
+                              "against 0.207 with true renders).")]
 Choke = Annotated[bool, _opt("--choke/--no-choke", show_default=True, help="Pull each object's matte in by about "
-                             "a pixel before softening it (hides the render's background fringe). On toy streets: "
-                             "0.57 with it, 0.61 without (an earlier bundled model).")]
+                             "a pixel before softening it (hides the render's background fringe). On 6 toy streets: "
+                             "0.392 with it, 0.415 without (bundled model).")]
 Fit = Annotated[str, _opt("--fit", metavar="HOW", show_default=True, help="object: as frame, then the new object "
                           "is stretched sideways to the length of the object it replaces, found in the scene (the "
-                          "model draws some views too short or too wide; on 40 toy streets 0.410 of the untouched "
-                          "scene's error against 0.431 with frame, bundled model); frame: a box is the model's "
+                          "model draws some views too short or too wide; on 40 toy streets 0.408 of the untouched "
+                          "scene's error against 0.429 with frame, bundled model); frame: a box is the model's "
                           "framing window (as `posecli synth scene` writes them), the object is drawn as the model "
                           "frames it; box: a box drawn tightly around an object, the object is scaled to fill it.")]
 Margin = Annotated[float, _opt("--margin", metavar="F", min=0.0, max=2.0, show_default=True,
