@@ -510,6 +510,23 @@ def test_eval_merge_refuses_incomplete_or_foreign_parts(runner, eval_parts, tiny
     assert json.loads(good.read_text())["pairs"] == 60
 
 
+def test_check_parts_names_each_part_by_file_or_rank(eval_parts):
+    """A part of another evaluation is named by its file, or under torchrun by its rank."""
+    import dataclasses
+
+    from posecli.eval.parts import check_parts, load_part
+
+    files = [eval_parts / f"r.shard{i}of2.npz" for i in range(2)]
+    parts = [load_part(f) for f in files]
+    check_parts(parts, files)  # one evaluation, whole
+    check_parts(parts, ["rank 0", "rank 1"])
+    foreign = [parts[0], dataclasses.replace(parts[1], meta={**parts[1].meta, "seed": 99})]
+    with pytest.raises(InputError, match=r"^rank 1: a part of another evaluation: its seed is 99, rank 0's is 3$"):
+        check_parts(foreign, ["rank 0", "rank 1"])
+    with pytest.raises(InputError, match=r"r\.shard1of2\.npz: a part of another evaluation: .*r\.shard0of2\.npz's is 3"):
+        check_parts(foreign, files)
+
+
 def test_eval_shard_and_merge_option_errors(runner, tiny_cars, tiny_model_path, tmp_path):
     for extra, words in ((["--shard", "0/2"], "give -o REPORT.json"),
                          (["--merge"], "--merge: give -o REPORT.json"),

@@ -171,7 +171,7 @@ def _evaluate(labels, model_name, pairs, crop, batch_size, seed, device, leakage
     if parts is None:
         return None
     if len(parts) > 1:
-        check_parts(parts, [Path(f"rank {p.meta['shard'][0]}") for p in parts])
+        check_parts(parts, [f"rank {p.meta['shard'][0]}" for p in parts])
     return report_from_parts(parts, labels, leakage)
 
 

@@ -90,16 +90,18 @@ def find_parts(output: str | Path) -> list[Path]:
     return [parts[i] for i in range(count)]
 
 
-def check_parts(parts: list[Part], paths: list[Path], labels_sha: str | None = None,
+def check_parts(parts: list[Part], paths: list[Path | str], labels_sha: str | None = None,
                 model_sha: str | None = None) -> None:
     """One evaluation, whole and once: the same data, model and settings in every part (and
-    the ``labels_sha``/``model_sha`` of this run when given), every image exactly once."""
+    the ``labels_sha``/``model_sha`` of this run when given), every image exactly once.
+    ``paths``: where each part came from, a file or (under torchrun) a name such as "rank 1"."""
     first, first_path = parts[0].meta, paths[0]
+    first_name = first_path.name if isinstance(first_path, Path) else first_path
     for part, path in zip(parts, paths):
         for key in SAME:
             if part.meta.get(key) != first.get(key):
                 raise InputError(f"a part of another evaluation: its {key} is {part.meta.get(key)!r}, "
-                                 f"{first_path.name}'s is {first.get(key)!r}", path)
+                                 f"{first_name}'s is {first.get(key)!r}", path)
         if part.meta.get("shard") is None or part.meta["shard"][1] != len(parts):
             raise InputError(f"part {part.meta.get('shard')} does not belong to a {len(parts)}-part evaluation", path)
     if labels_sha is not None and first["labels_sha256"] != labels_sha:
