@@ -259,13 +259,15 @@ def test_upscaled_object_edge_takes_no_background_colour(how):
     def edge_error(colours):
         return np.abs(a * colours + (1 - a) * blue - truth).max(2)[edge].mean()
 
-    out = upscale_object(rgb, alpha, (160, 160), how, fill=(GREY * 255,) * 3)
+    out, out_alpha = upscale_object(rgb, alpha, (160, 160), how, fill=(GREY * 255,) * 3)
+    assert np.array_equal(out_alpha, a[..., 0])  # the matte: linear, whatever the colours' filter
     flag = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}.get(how, cv2.INTER_LANCZOS4)
     plain = cv2.resize(rgb, (160, 160), interpolation=flag).astype(np.float32)
     assert edge.sum() > 200
     assert edge_error(out) < 1.3 and edge_error(out) < 0.85 * edge_error(plain)
     assert np.abs(out[a[..., 0] < 1e-4].astype(np.float32) - grey).max() <= 1  # the fill where the matte is empty
-    assert upscale_object(rgb, alpha, (32, 32), how).shape == (32, 32, 3)  # shrinking: area filter
+    small, small_alpha = upscale_object(rgb, alpha, (32, 32), how)  # shrinking: area filter
+    assert small.shape == (32, 32, 3) and small_alpha.shape == (32, 32)
     with pytest.raises(UsageError, match="--upscale"):
         upscale_object(rgb, alpha, (160, 160), "bilinear")
 

@@ -143,9 +143,10 @@ def generate(model, identity, pose_squares: list[np.ndarray],
 
 
 def upscale_object(rgb: np.ndarray, alpha: np.ndarray, size: tuple[int, int], how: str = "linear",
-                   fill=(0, 0, 0)) -> np.ndarray:
-    """The colours of a matted object (uint8 HxWx3, float alpha HxW) resized to (w, h): area filter when
-    shrinking; when enlarging, ``how`` (see ``UPSCALES``).
+                   fill=(0, 0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """A matted object (uint8 HxWx3 colours, float HxW alpha) resized to (w, h): (colours, alpha).
+    Colours: area filter when shrinking; when enlarging, ``how`` (see ``UPSCALES``). Alpha: always
+    linear (no ringing in the matte).
 
     The colours are resized premultiplied by the matte and divided by the
     matte resized alike, so no pixel near the edge takes in the colour that
@@ -173,7 +174,8 @@ def upscale_object(rgb: np.ndarray, alpha: np.ndarray, size: tuple[int, int], ho
     if how == "sharp" and flag != cv2.INTER_AREA:
         soft = cv2.GaussianBlur(out, (0, 0), 0.5 * max(w / rgb.shape[1], 1.0))
         out = np.where(seen, out * 1.6 - soft * 0.6, fill)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    a_out = am[:, :, 0] if flag == cv2.INTER_LINEAR else cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), a_out
 
 
 def place_object(rgb: np.ndarray, matte: np.ndarray, box: Box, fit: str = "frame", margin: float = 0.0,
@@ -189,8 +191,6 @@ def place_object(rgb: np.ndarray, matte: np.ndarray, box: Box, fit: str = "frame
     the box); ``choke`` also pulls the edge in by half of it (hides a fringe
     of the render's background, at the cost of the object's outline).
     """
-    import cv2
-
     from .matting import border_colour, unmix
 
     ys, xs = np.nonzero(matte > 0.5)
@@ -213,8 +213,7 @@ def place_object(rgb: np.ndarray, matte: np.ndarray, box: Box, fit: str = "frame
     left, top = round(ox + sx0 * s), round(oy + sy0 * s)
     # the rest of the box shows the render's own background: no false edge for Poisson's gradients
     bg = np.round(border_colour(rgb)).astype(np.uint8)
-    obj = upscale_object(rgb[sy0:sy1, sx0:sx1], matte[sy0:sy1, sx0:sx1], (tw, th), upscale, bg)
-    a = cv2.resize(np.ascontiguousarray(matte[sy0:sy1, sx0:sx1]), (tw, th), interpolation=cv2.INTER_LINEAR)
+    obj, a = upscale_object(rgb[sy0:sy1, sx0:sx1], matte[sy0:sy1, sx0:sx1], (tw, th), upscale, bg)
     out_rgb = np.empty((box.h, box.w, 3), np.uint8)
     out_rgb[:] = bg
     out_a = np.zeros((box.h, box.w), np.float32)
